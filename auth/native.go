@@ -1,0 +1,305 @@
+package auth
+
+import (
+	"crypto/ecdh"
+	"crypto/hmac"
+	"crypto/mlkem"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/seed0811993b/conclave/internal/frame"
+)
+
+// handshaker is one side of a handshake as a pure state machine: step takes
+// the payload of the frame the peer sent (nil to start) and returns the wire
+// bytes to send next. When err is non-nil, out may still hold a failure notice
+// that should reach the peer before the connection closes. Only conn.go does
+// I/O.
+type handshaker interface {
+	step(in []byte) (out []byte, done bool, err error)
+	// readLimit caps the next frame read from the peer.
+	readLimit() int
+	result() *handshakeResult
+}
+
+// handshakeResult is what a finished handshake hands to the Conn.
+type handshakeResult struct {
+	state       ConnectionState
+	readSecret  []byte // nil in Python mode: no records
+	writeSecret []byte
+}
+
+// supportedVersions lists the versions this build speaks, best first.
+var supportedVersions = []byte{version1}
+
+type nativeClient struct {
+	cfg   *Config
+	tr    *transcript
+	stage int
+	ch    *clientHello
+	xk    *ecdh.PrivateKey
+	dk    *mlkem.DecapsulationKey768
+	hs    []byte
+	res   handshakeResult
+}
+
+type nativeServer struct {
+	cfg   *Config
+	tr    *transcript
+	stage int
+	hs    []byte
+	res   handshakeResult
+}
+
+func newNativeClient(cfg *Config) *nativeClient {
+	return &nativeClient{cfg: cfg, tr: newTranscript()}
+}
+
+func newNativeServer(cfg *Config) *nativeServer {
+	return &nativeServer{cfg: cfg, tr: newTranscript()}
+}
+
+func (c *nativeClient) readLimit() int           { return maxHandshakeFrame }
+func (c *nativeClient) result() *handshakeResult { return &c.res }
+func (s *nativeServer) readLimit() int           { return maxHandshakeFrame }
+func (s *nativeServer) result() *handshakeResult { return &s.res }
+
+// send frames a message, adds it to the transcript and returns the wire bytes.
+func (t *transcript) send(msg []byte) []byte {
+	f := frame.Append(nil, msg)
+	t.add(f)
+	return f
+}
+
+// recv adds a received message to the transcript in its canonical framing.
+func (t *transcript) recv(msg []byte) {
+	t.add(frame.AppendHeader(nil, len(msg)))
+	t.add(msg)
+}
+
+func (c *nativeClient) step(in []byte) ([]byte, bool, error) {
+	switch c.stage {
+	case 0:
+		c.stage = 1
+		return c.hello()
+	case 1:
+		c.stage = 2
+		return c.finish(in)
+	case 2:
+		c.stage = 3
+		return nil, true, c.verifyServer(in)
+	}
+	return nil, false, fmt.Errorf("%w: handshake already over", ErrProtocol)
+}
+
+func (c *nativeClient) hello() ([]byte, bool, error) {
+	random := make([]byte, randomLen)
+	if _, err := io.ReadFull(c.cfg.rand(), random); err != nil {
+		return nil, false, fmt.Errorf("auth: read random: %w", err)
+	}
+	keys, err := clientKeyPool.get()
+	if err != nil {
+		return nil, false, fmt.Errorf("auth: ephemeral keys: %w", err)
+	}
+	xk, dk := keys.x, keys.dk
+	c.xk, c.dk = xk, dk
+	ciphers := make([]byte, 0, maxListLen)
+	for _, s := range c.cfg.ciphers() {
+		ciphers = append(ciphers, byte(s))
+	}
+	c.ch = &clientHello{
+		versions:  supportedVersions,
+		mechanism: mechSharedKey,
+		ciphers:   ciphers,
+		maxFrame:  uint32(c.cfg.maxFrameSize()),
+		name:      c.cfg.Name,
+		random:    random,
+		x25519:    xk.PublicKey().Bytes(),
+		mlkemKey:  dk.EncapsulationKey().Bytes(),
+	}
+	return c.tr.send(c.ch.marshal()), false, nil
+}
+
+func (c *nativeClient) finish(in []byte) ([]byte, bool, error) {
+	sh, err := parseServerHello(in)
+	if err != nil {
+		return nil, false, err
+	}
+	// The server's choices must come from our offer. An on-path attacker who
+	// rewrote our offer is caught later by the proofs; this catches a server
+	// that misbehaves on its own.
+	if !slices.Contains(c.ch.versions, sh.version) {
+		return nil, false, fmt.Errorf("%w: server chose version %d, not offered", ErrUnsupportedVersion, sh.version)
+	}
+	if sh.mechanism != c.ch.mechanism {
+		return nil, false, fmt.Errorf("%w: server chose mechanism %d, not offered", ErrProtocol, sh.mechanism)
+	}
+	if !slices.Contains(c.ch.ciphers, sh.cipher) {
+		return nil, false, fmt.Errorf("%w: server chose cipher %d, not offered", ErrUnsupportedCipher, sh.cipher)
+	}
+	c.tr.recv(in)
+	peerX, err := ecdh.X25519().NewPublicKey(sh.x25519)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: server x25519 share: %v", ErrProtocol, err)
+	}
+	xs, err := c.xk.ECDH(peerX)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: server x25519 share: %v", ErrProtocol, err)
+	}
+	ms, err := c.dk.Decapsulate(sh.mlkemCT)
+	if err != nil {
+		return nil, false, fmt.Errorf("%w: server ml-kem ciphertext: %v", ErrProtocol, err)
+	}
+	c.hs = handshakeSecret(c.cfg.Key, ms, xs)
+	c.xk, c.dk = nil, nil
+	c.res.state = ConnectionState{
+		Mode:             ModeNative,
+		Version:          sh.version,
+		CipherSuite:      CipherSuite(sh.cipher),
+		PeerName:         sh.name,
+		MaxFrameSize:     c.cfg.maxFrameSize(),
+		PeerMaxFrameSize: int(sh.maxFrame),
+		Sealed:           true,
+	}
+	return c.tr.send(marshalFinished(msgClientFinished, proof(c.hs, labelClientProof, c.tr.sum()))), false, nil
+}
+
+func (c *nativeClient) verifyServer(in []byte) error {
+	mac, err := parseFinished(in, msgServerFinished)
+	if err != nil {
+		return err
+	}
+	if !hmac.Equal(mac, proof(c.hs, labelServerProof, c.tr.sum())) {
+		return fmt.Errorf("%w: server proof does not verify (different key, or a forged server)", ErrAuthFailed)
+	}
+	c.tr.recv(in)
+	c2s, s2c := trafficSecrets(c.hs, c.tr.sum())
+	c.res.writeSecret, c.res.readSecret = c2s, s2c
+	c.hs = nil
+	return nil
+}
+
+func (s *nativeServer) step(in []byte) ([]byte, bool, error) {
+	switch s.stage {
+	case 0:
+		s.stage = 1 // the client speaks first
+		return nil, false, nil
+	case 1:
+		s.stage = 2
+		out, err := s.hello(in)
+		if err != nil {
+			return marshalFailureFrame(err), false, err
+		}
+		return out, false, nil
+	case 2:
+		s.stage = 3
+		out, err := s.finish(in)
+		if err != nil {
+			return marshalFailureFrame(err), false, err
+		}
+		return out, true, nil
+	}
+	return nil, false, fmt.Errorf("%w: handshake already over", ErrProtocol)
+}
+
+// marshalFailureFrame is the notice a server sends before closing: only a
+// code, so a prober learns nothing the closed connection would not tell it.
+func marshalFailureFrame(err error) []byte {
+	return frame.Append(nil, marshalFailure(failureCode(err)))
+}
+
+func (s *nativeServer) hello(in []byte) ([]byte, error) {
+	ch, err := parseClientHello(in)
+	if err != nil {
+		return nil, err
+	}
+	var version byte
+	for _, v := range supportedVersions {
+		if slices.Contains(ch.versions, v) {
+			version = v
+			break
+		}
+	}
+	if version == 0 {
+		return nil, fmt.Errorf("%w: client offered %v", ErrUnsupportedVersion, ch.versions)
+	}
+	if ch.mechanism != mechSharedKey {
+		return nil, fmt.Errorf("%w: client asked for mechanism %d; this listener takes the shared key", errMechanism, ch.mechanism)
+	}
+	if len(ch.mechData) != 0 {
+		return nil, fmt.Errorf("%w: shared-key hello carries mechanism data", ErrProtocol)
+	}
+	var cipher CipherSuite
+	for _, cs := range s.cfg.ciphers() {
+		if slices.Contains(ch.ciphers, byte(cs)) {
+			cipher = cs
+			break
+		}
+	}
+	if cipher == 0 {
+		return nil, fmt.Errorf("%w: client offered %v", ErrUnsupportedCipher, ch.ciphers)
+	}
+	s.tr.recv(in)
+
+	peerX, err := ecdh.X25519().NewPublicKey(ch.x25519)
+	if err != nil {
+		return nil, fmt.Errorf("%w: client x25519 share: %v", ErrProtocol, err)
+	}
+	xk, err := serverKeyPool.get()
+	if err != nil {
+		return nil, fmt.Errorf("auth: x25519 key: %w", err)
+	}
+	xs, err := xk.ECDH(peerX)
+	if err != nil {
+		return nil, fmt.Errorf("%w: client x25519 share: %v", ErrProtocol, err)
+	}
+	ek, err := mlkem.NewEncapsulationKey768(ch.mlkemKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: client ml-kem key: %v", ErrProtocol, err)
+	}
+	ms, ct := ek.Encapsulate()
+	random := make([]byte, randomLen)
+	if _, err := io.ReadFull(s.cfg.rand(), random); err != nil {
+		return nil, fmt.Errorf("auth: read random: %w", err)
+	}
+	sh := &serverHello{
+		version:   version,
+		mechanism: mechSharedKey,
+		cipher:    byte(cipher),
+		maxFrame:  uint32(s.cfg.maxFrameSize()),
+		name:      s.cfg.Name,
+		random:    random,
+		x25519:    xk.PublicKey().Bytes(),
+		mlkemCT:   ct,
+	}
+	s.hs = handshakeSecret(s.cfg.Key, ms, xs)
+	s.res.state = ConnectionState{
+		Mode:             ModeNative,
+		Version:          version,
+		CipherSuite:      cipher,
+		PeerName:         ch.name,
+		MaxFrameSize:     s.cfg.maxFrameSize(),
+		PeerMaxFrameSize: int(ch.maxFrame),
+		Sealed:           true,
+	}
+	return s.tr.send(sh.marshal()), nil
+}
+
+// finish verifies the client before the server proves anything, so a peer
+// without the key never obtains a server proof to replay or study.
+func (s *nativeServer) finish(in []byte) ([]byte, error) {
+	mac, err := parseFinished(in, msgClientFinished)
+	if err != nil {
+		return nil, err
+	}
+	if !hmac.Equal(mac, proof(s.hs, labelClientProof, s.tr.sum())) {
+		return nil, fmt.Errorf("%w: client proof does not verify (wrong key, or a relayed or replayed handshake)", ErrAuthFailed)
+	}
+	s.tr.recv(in)
+	out := s.tr.send(marshalFinished(msgServerFinished, proof(s.hs, labelServerProof, s.tr.sum())))
+	c2s, s2c := trafficSecrets(s.hs, s.tr.sum())
+	s.res.readSecret, s.res.writeSecret = c2s, s2c
+	s.hs = nil
+	return out, nil
+}
