@@ -1,0 +1,125 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/seed0811993b/conclave/internal/frame"
+)
+
+const (
+	// readBufSize holds many small frames, or one sealed record (64 KiB) with
+	// room to spare, so the record layer can decrypt straight into it.
+	readBufSize = 160 << 10
+	// bigStep is how much a large frame's buffer grows per step: memory
+	// follows the bytes that actually arrive, not the length a peer declares.
+	bigStep = 1 << 20
+)
+
+// frameReader reads frames from a byte stream. It is resumable: when a read
+// fails with a timeout (a cancelled context), what it has read stays buffered
+// and the next call carries on mid-frame.
+type frameReader struct {
+	r          io.Reader
+	max        int
+	buf        []byte // buffered bytes are buf[start:end]
+	start, end int
+
+	big     []byte // a frame too large for buf, filled across calls
+	bigWant int
+}
+
+func (fr *frameReader) next() ([]byte, error) {
+	if fr.big != nil {
+		return fr.fillBig()
+	}
+	if fr.buf == nil {
+		fr.buf = make([]byte, readBufSize)
+	}
+	for {
+		n, hdr, need, err := frame.ParseHeader(fr.buf[fr.start:fr.end], fr.max)
+		switch {
+		case errors.Is(err, frame.ErrTooLarge):
+			return nil, fmt.Errorf("%w: %w", ErrFrameTooLarge, err)
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+		case need > 0:
+			if err := fr.fill(need); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if hdr+n <= fr.end-fr.start {
+			p := make([]byte, n)
+			copy(p, fr.buf[fr.start+hdr:])
+			fr.start += hdr + n
+			return p, nil
+		}
+		if hdr+n <= len(fr.buf) {
+			if err := fr.fill(hdr + n); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		// Larger than the buffer: take what is buffered, read the rest.
+		fr.start += hdr
+		fr.bigWant = n
+		fr.big = make([]byte, 0, min(n, bigStep))
+		return fr.fillBig()
+	}
+}
+
+func (fr *frameReader) fillBig() ([]byte, error) {
+	for len(fr.big) < fr.bigWant {
+		if fr.start == fr.end {
+			fr.start, fr.end = 0, 0
+			m, err := fr.r.Read(fr.buf)
+			fr.end = m
+			if m == 0 && err != nil {
+				return nil, noEOF(err)
+			}
+		}
+		take := min(fr.bigWant-len(fr.big), fr.end-fr.start)
+		if len(fr.big)+take > cap(fr.big) {
+			grown := make([]byte, len(fr.big), min(fr.bigWant, cap(fr.big)+bigStep))
+			copy(grown, fr.big)
+			fr.big = grown
+		}
+		fr.big = append(fr.big, fr.buf[fr.start:fr.start+take]...)
+		fr.start += take
+	}
+	p := fr.big
+	fr.big = nil
+	return p, nil
+}
+
+// fill reads until at least n bytes are buffered; n <= len(buf).
+func (fr *frameReader) fill(n int) error {
+	if fr.start+n > len(fr.buf) {
+		fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
+		fr.start = 0
+	}
+	for fr.end-fr.start < n {
+		m, err := fr.r.Read(fr.buf[fr.end:])
+		fr.end += m
+		if fr.end-fr.start >= n {
+			return nil
+		}
+		if err != nil {
+			if fr.end > fr.start {
+				return noEOF(err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// noEOF reports an end of stream inside a frame as io.ErrUnexpectedEOF.
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
