@@ -1,0 +1,70 @@
+// Command conclave is the conclave command-line tool.
+//
+// Usage:
+//
+//	conclave keygen -o FILE    write a new random 32-byte cluster key, mode 0600
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/seed0811993b/conclave/auth"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "conclave:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: conclave COMMAND [flags]
+
+commands:
+  keygen -o FILE    write a new random 32-byte cluster key (mode 0600)
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	switch args[0] {
+	case "keygen":
+		return keygen(args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func keygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("o", "", "write the key to `file` (must not exist)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() != 0 {
+		return errors.New("usage: conclave keygen -o FILE")
+	}
+	key, err := auth.GenerateKey(nil)
+	if err != nil {
+		return err
+	}
+	if err := auth.WriteKeyFile(*out, key); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "conclave: wrote a %d-byte key to %s (mode 0600)\n", len(key), *out)
+	return nil
+}
