@@ -205,11 +205,34 @@ func (c *Conn) run(h handshaker) error {
 		if err != nil || done {
 			return err
 		}
-		in, rerr := frame.Read(c.conn, h.readLimit())
+		in, rerr := c.readHandshakeFrame(h.readLimit())
 		if rerr != nil {
 			return handshakeReadErr(rerr)
 		}
 		out, done, err = h.step(in)
+	}
+}
+
+// readHandshakeFrame reads one frame through the input buffer, so a message
+// costs one read system call; bytes the peer sent after it (its first
+// records) stay buffered for Read.
+func (c *Conn) readHandshakeFrame(limit int) ([]byte, error) {
+	for {
+		n, hdr, need, err := frame.ParseHeader(c.rawIn[c.inR:c.inW], limit)
+		if err != nil {
+			return nil, err
+		}
+		if need == 0 {
+			need = hdr + n
+			if c.inW-c.inR >= need {
+				p := c.rawIn[c.inR+hdr : c.inR+need : c.inR+need]
+				c.inR += need
+				return p, nil
+			}
+		}
+		if err := c.fill(need); err != nil {
+			return nil, err
+		}
 	}
 }
 
@@ -243,14 +266,19 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
-	if !c.state.Sealed {
-		return c.conn.Read(p)
-	}
 	if len(p) == 0 {
 		return 0, nil
 	}
 	c.inMu.Lock()
 	defer c.inMu.Unlock()
+	if !c.state.Sealed {
+		if c.inR < c.inW { // read along with the handshake's last message
+			n := copy(p, c.rawIn[c.inR:c.inW])
+			c.inR += n
+			return n, nil
+		}
+		return c.conn.Read(p)
+	}
 	for len(c.pending) == 0 {
 		if c.inErr != nil {
 			return 0, c.inErr

@@ -12,8 +12,8 @@ import (
 )
 
 // handshaker is one side of a handshake as a pure state machine: step takes
-// the payload of the frame the peer sent (nil to start) and returns the wire
-// bytes to send next. When err is non-nil, out may still hold a failure notice
+// the payload of the frame the peer sent (nil to start; valid only during the
+// call) and returns the wire bytes to send next. When err is non-nil, out may still hold a failure notice
 // that should reach the peer before the connection closes. Only conn.go does
 // I/O.
 type handshaker interface {
@@ -139,17 +139,14 @@ func (c *nativeClient) finish(in []byte) ([]byte, bool, error) {
 		return nil, false, fmt.Errorf("%w: server chose cipher %d, not offered", ErrUnsupportedCipher, sh.cipher)
 	}
 	c.tr.recv(in)
-	peerX, err := ecdh.X25519().NewPublicKey(sh.x25519)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: server x25519 share: %v", ErrProtocol, err)
-	}
-	xs, err := c.xk.ECDH(peerX)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: server x25519 share: %v", ErrProtocol, err)
-	}
+	x := startX25519(c.xk, sh.x25519)
 	ms, err := c.dk.Decapsulate(sh.mlkemCT)
+	xs, xerr := x.wait()
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: server ml-kem ciphertext: %v", ErrProtocol, err)
+	}
+	if xerr != nil {
+		return nil, false, fmt.Errorf("%w: server x25519 share: %v", ErrProtocol, xerr)
 	}
 	c.hs = handshakeSecret(c.cfg.Key, ms, xs)
 	c.xk, c.dk = nil, nil
@@ -242,23 +239,23 @@ func (s *nativeServer) hello(in []byte) ([]byte, error) {
 	}
 	s.tr.recv(in)
 
-	peerX, err := ecdh.X25519().NewPublicKey(ch.x25519)
-	if err != nil {
-		return nil, fmt.Errorf("%w: client x25519 share: %v", ErrProtocol, err)
-	}
 	xk, err := serverKeyPool.get()
 	if err != nil {
 		return nil, fmt.Errorf("auth: x25519 key: %w", err)
 	}
-	xs, err := xk.ECDH(peerX)
-	if err != nil {
-		return nil, fmt.Errorf("%w: client x25519 share: %v", ErrProtocol, err)
-	}
+	x := startX25519(xk, ch.x25519)
 	ek, err := mlkem.NewEncapsulationKey768(ch.mlkemKey)
+	var ms, ct []byte
+	if err == nil {
+		ms, ct = ek.Encapsulate()
+	}
+	xs, xerr := x.wait()
 	if err != nil {
 		return nil, fmt.Errorf("%w: client ml-kem key: %v", ErrProtocol, err)
 	}
-	ms, ct := ek.Encapsulate()
+	if xerr != nil {
+		return nil, fmt.Errorf("%w: client x25519 share: %v", ErrProtocol, xerr)
+	}
 	random := make([]byte, randomLen)
 	if _, err := io.ReadFull(s.cfg.rand(), random); err != nil {
 		return nil, fmt.Errorf("auth: read random: %w", err)
@@ -302,4 +299,32 @@ func (s *nativeServer) finish(in []byte) ([]byte, error) {
 	s.res.readSecret, s.res.writeSecret = c2s, s2c
 	s.hs = nil
 	return out, nil
+}
+
+// x25519Result is an X25519 agreement running beside the ML-KEM half of the
+// exchange: the two are independent, and on a multi-core machine running them
+// together takes an X25519 (about 36 us) off each side's critical path.
+type x25519Result struct {
+	done   chan struct{}
+	secret []byte
+	err    error
+}
+
+func startX25519(priv *ecdh.PrivateKey, peerShare []byte) *x25519Result {
+	r := &x25519Result{done: make(chan struct{})}
+	go func() {
+		defer close(r.done)
+		peer, err := ecdh.X25519().NewPublicKey(peerShare)
+		if err != nil {
+			r.err = err
+			return
+		}
+		r.secret, r.err = priv.ECDH(peer)
+	}()
+	return r
+}
+
+func (r *x25519Result) wait() ([]byte, error) {
+	<-r.done
+	return r.secret, r.err
 }
