@@ -38,8 +38,7 @@ type nativeClient struct {
 	tr    *transcript
 	stage int
 	ch    *clientHello
-	xk    *ecdh.PrivateKey
-	dk    *mlkem.DecapsulationKey768
+	keys  *clientKeys // ephemeral keys; preset only by known-answer tests
 	hs    []byte
 	res   handshakeResult
 }
@@ -48,8 +47,11 @@ type nativeServer struct {
 	cfg   *Config
 	tr    *transcript
 	stage int
-	hs    []byte
-	res   handshakeResult
+	xk    *ecdh.PrivateKey // ephemeral key; preset only by known-answer tests
+	// encapsulate is ek.Encapsulate; known-answer tests fix its randomness.
+	encapsulate func(*mlkem.EncapsulationKey768) (secret, ct []byte)
+	hs          []byte
+	res         handshakeResult
 }
 
 func newNativeClient(cfg *Config) *nativeClient {
@@ -57,7 +59,7 @@ func newNativeClient(cfg *Config) *nativeClient {
 }
 
 func newNativeServer(cfg *Config) *nativeServer {
-	return &nativeServer{cfg: cfg, tr: newTranscript()}
+	return &nativeServer{cfg: cfg, tr: newTranscript(), encapsulate: (*mlkem.EncapsulationKey768).Encapsulate}
 }
 
 func (c *nativeClient) readLimit() int           { return maxHandshakeFrame }
@@ -98,12 +100,14 @@ func (c *nativeClient) hello() ([]byte, bool, error) {
 	if _, err := io.ReadFull(c.cfg.rand(), random); err != nil {
 		return nil, false, fmt.Errorf("auth: read random: %w", err)
 	}
-	keys, err := clientKeyPool.get()
-	if err != nil {
-		return nil, false, fmt.Errorf("auth: ephemeral keys: %w", err)
+	if c.keys == nil {
+		keys, err := clientKeyPool.get()
+		if err != nil {
+			return nil, false, fmt.Errorf("auth: ephemeral keys: %w", err)
+		}
+		c.keys = &keys
 	}
-	xk, dk := keys.x, keys.dk
-	c.xk, c.dk = xk, dk
+	xk, dk := c.keys.x, c.keys.dk
 	ciphers := make([]byte, 0, maxListLen)
 	for _, s := range c.cfg.ciphers() {
 		ciphers = append(ciphers, byte(s))
@@ -139,8 +143,8 @@ func (c *nativeClient) finish(in []byte) ([]byte, bool, error) {
 		return nil, false, fmt.Errorf("%w: server chose cipher %d, not offered", ErrUnsupportedCipher, sh.cipher)
 	}
 	c.tr.recv(in)
-	x := startX25519(c.xk, sh.x25519)
-	ms, err := c.dk.Decapsulate(sh.mlkemCT)
+	x := startX25519(c.keys.x, sh.x25519)
+	ms, err := c.keys.dk.Decapsulate(sh.mlkemCT)
 	xs, xerr := x.wait()
 	if err != nil {
 		return nil, false, fmt.Errorf("%w: server ml-kem ciphertext: %v", ErrProtocol, err)
@@ -149,7 +153,7 @@ func (c *nativeClient) finish(in []byte) ([]byte, bool, error) {
 		return nil, false, fmt.Errorf("%w: server x25519 share: %v", ErrProtocol, xerr)
 	}
 	c.hs = handshakeSecret(c.cfg.Key, ms, xs)
-	c.xk, c.dk = nil, nil
+	c.keys = nil // single use
 	c.res.state = ConnectionState{
 		Mode:             ModeNative,
 		Version:          sh.version,
@@ -239,15 +243,19 @@ func (s *nativeServer) hello(in []byte) ([]byte, error) {
 	}
 	s.tr.recv(in)
 
-	xk, err := serverKeyPool.get()
-	if err != nil {
-		return nil, fmt.Errorf("auth: x25519 key: %w", err)
+	xk := s.xk
+	if xk == nil {
+		var err error
+		if xk, err = serverKeyPool.get(); err != nil {
+			return nil, fmt.Errorf("auth: x25519 key: %w", err)
+		}
 	}
+	s.xk = nil // single use
 	x := startX25519(xk, ch.x25519)
 	ek, err := mlkem.NewEncapsulationKey768(ch.mlkemKey)
 	var ms, ct []byte
 	if err == nil {
-		ms, ct = ek.Encapsulate()
+		ms, ct = s.encapsulate(ek)
 	}
 	xs, xerr := x.wait()
 	if err != nil {
