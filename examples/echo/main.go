@@ -4,8 +4,8 @@
 // Usage:
 //
 //	echo                                    run a server and a client in one process (demo)
-//	echo [-key FILE] [-python] serve ADDR   echo every frame back to its sender
-//	echo [-key FILE] [-python] send ADDR MESSAGE...
+//	echo [-key FILE] [-python [-legacy-md5]] serve ADDR   echo every frame back to its sender
+//	echo [-key FILE] [-python [-legacy-md5]] send ADDR MESSAGE...
 //
 // With no arguments it generates a throwaway key, serves on a loopback port
 // and sends "Hello World" through it. Otherwise the key comes from -key or
@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	keyFile := fs.String("key", os.Getenv("CONCLAVE_KEY_FILE"), "cluster key `file` (default $CONCLAVE_KEY_FILE)")
 	python := fs.Bool("python", false, "speak Python's multiprocessing.connection handshake (plaintext after it)")
+	legacy := fs.Bool("legacy-md5", false, "with -python, also accept Python 3.11 and older (HMAC-MD5)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -56,6 +57,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg := config(key, *python)
+	cfg.Auth.PythonLegacyMD5 = *legacy
 	switch cmd, rest := fs.Arg(0), fs.Args()[1:]; {
 	case cmd == "serve" && len(rest) == 1:
 		ln, err := transport.Listen("tcp", rest[0], cfg)
