@@ -198,7 +198,9 @@ func (l *Link) writeLoop() {
 		batch := l.queued
 		l.queued = spare[:0]
 		l.writing = len(batch) > 0
-		l.stats.Writes++
+		if l.writing {
+			l.stats.Writes++
+		}
 		l.broadcastLocked()
 		l.mu.Unlock()
 		if len(batch) == 0 {
