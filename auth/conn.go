@@ -363,9 +363,10 @@ func (c *Conn) fill(n int) error {
 	return nil
 }
 
-// initialReadBuf is small so that idle connections stay cheap; it grows to a
-// full record when a large one arrives.
-const initialReadBuf = 16 << 10
+// initialReadBuf holds the largest handshake message, so an unauthenticated
+// peer costs a few KiB; the buffer grows to a full record only when an
+// authenticated peer sends one.
+const initialReadBuf = maxHandshakeFrame + frame.ShortHeaderLen
 
 func (c *Conn) compact(n int) {
 	size := max(len(c.rawIn), initialReadBuf)
