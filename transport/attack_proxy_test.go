@@ -1,8 +1,8 @@
 package transport_test
 
-// Helpers for the attack tests in attack_test.go: honest endpoints, a
-// man-in-the-middle proxy on real loopback TCP, and hand-built conclave/1
-// handshake messages (docs/protocol.md; auth/native_msg.go).
+// Helpers for the attack tests (attack_*_test.go): honest endpoints and a
+// man-in-the-middle proxy on real loopback TCP. Hand-built conclave/1
+// messages and records are in attack_wire_test.go.
 
 import (
 	"bytes"

@@ -1,5 +1,8 @@
 package transport_test
 
+// The attacker's view of the wire: conclave/1 handshake messages and records
+// parsed and built by hand from docs/protocol.md, independently of auth.
+
 import (
 	"bytes"
 	"crypto/ecdh"
