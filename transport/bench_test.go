@@ -1,22 +1,14 @@
 package transport
 
 import (
-	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/binary"
-	"io"
-	"math/big"
 	"net"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/seed0811993b/conclave/auth"
+	"github.com/seed0811993b/conclave/internal/benchkit"
 )
 
 var benchSizes = []int{64, 1 << 10, 64 << 10}
@@ -107,48 +99,19 @@ func benchOneWay(b *testing.B, size int, send func(context.Context, []byte) erro
 // BenchmarkRawFraming is the anchor: 4-byte length prefix framing with no
 // authentication, senders handing frames to a writer goroutine through a
 // channel that flushes a bufio.Writer when the channel runs dry, and a
-// receiver that allocates each payload.
+// receiver that allocates each payload (benchkit.RawSender, RawReceiver).
 func BenchmarkRawFraming(b *testing.B) {
 	for _, size := range benchSizes {
 		b.Run(strconv.Itoa(size), func(b *testing.B) {
 			c, s := rawTCPPair(b)
-			q := make(chan []byte, 1024)
-			wdone := make(chan struct{})
-			go func() {
-				defer close(wdone)
-				w := bufio.NewWriterSize(c, 64<<10)
-				var hdr [4]byte
-				for p := range q {
-					for {
-						binary.BigEndian.PutUint32(hdr[:], uint32(len(p)))
-						w.Write(hdr[:])
-						w.Write(p)
-						select {
-						case p = <-q:
-							if p != nil {
-								continue
-							}
-						default:
-						}
-						break
-					}
-					w.Flush()
-				}
-			}()
-			r := bufio.NewReaderSize(s, 64<<10)
+			tx := benchkit.NewRawSender(c)
+			rx := benchkit.NewRawReceiver(s, auth.DefaultMaxFrameSize)
 			benchOneWay(b, size,
-				func(_ context.Context, p []byte) error { q <- p; return nil },
-				func(context.Context) ([]byte, error) {
-					var hdr [4]byte
-					if _, err := io.ReadFull(r, hdr[:]); err != nil {
-						return nil, err
-					}
-					p := make([]byte, binary.BigEndian.Uint32(hdr[:]))
-					_, err := io.ReadFull(r, p)
-					return p, err
-				})
-			close(q)
-			<-wdone
+				func(_ context.Context, p []byte) error { return tx.Send(p) },
+				func(context.Context) ([]byte, error) { return rx.Recv() })
+			if err := tx.Close(); err != nil {
+				b.Fatal(err)
+			}
 		})
 	}
 }
@@ -171,65 +134,34 @@ func BenchmarkHandshake(b *testing.B) {
 		})
 	}
 	b.Run("tls13", func(b *testing.B) {
-		cert := selfSigned(b)
-		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
+		cert, err := benchkit.SelfSignedCert()
 		if err != nil {
 			b.Fatal(err)
 		}
-		pool := x509.NewCertPool()
-		pool.AddCert(cert.Leaf)
-		ccfg := &tls.Config{RootCAs: pool, ServerName: "bench", MinVersion: tls.VersionTLS13, ClientSessionCache: nil}
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", benchkit.TLSServerConfig(cert))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ccfg, err := benchkit.TLSClientConfig(cert.Certificate[0])
+		if err != nil {
+			b.Fatal(err)
+		}
 		benchHandshakes(b, ln, func(ctx context.Context) (net.Conn, error) {
 			return (&tls.Dialer{Config: ccfg}).DialContext(ctx, "tcp", ln.Addr().String())
 		})
 	})
 }
 
-func benchHandshakes(b *testing.B, ln net.Listener, dial func(context.Context) (net.Conn, error)) {
-	defer ln.Close()
-	type handshaker interface{ HandshakeContext(context.Context) error }
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if err := c.(handshaker).HandshakeContext(context.Background()); err != nil {
-					return
-				}
-				c.Read(make([]byte, 1)) // wait for the client to hang up
-			}()
-		}
-	}()
-	ctx := context.Background()
+// benchHandshakes runs b.N handshakes against ln, whose connections are
+// handshaked and then held until the client hangs up.
+func benchHandshakes(b *testing.B, ln net.Listener, dial benchkit.DialFunc) {
+	srv := benchkit.ServeHandshakes(ln, true)
+	defer srv.Close()
 	b.ReportAllocs()
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		c, err := dial(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		c.Close()
-	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "handshakes/s")
-}
-
-func selfSigned(b *testing.B) tls.Certificate {
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	n, err := benchkit.Handshakes(context.Background(), dial, func(done int) bool { return done < b.N })
 	if err != nil {
 		b.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{"bench"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	if err != nil {
-		b.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "handshakes/s")
 }

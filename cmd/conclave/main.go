@@ -3,6 +3,8 @@
 // Usage:
 //
 //	conclave keygen -o FILE    write a new random 32-byte cluster key, mode 0600
+//	conclave bench [-d 3s] [-runs 3] [-json] [link] [handshake]
+//	                           measure links and handshakes between two processes
 package main
 
 import (
@@ -30,6 +32,8 @@ const usage = `usage: conclave COMMAND [flags]
 
 commands:
   keygen -o FILE    write a new random 32-byte cluster key (mode 0600)
+  bench [-d 3s] [-runs 3] [-json] [link] [handshake]
+                    measure links and handshakes between two processes
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,6 +44,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "keygen":
 		return keygen(args[1:], stdout, stderr)
+	case "bench":
+		return bench(ctx, args[1:], stdout, stderr)
+	case "bench-peer": // bench's other process; not for users
+		return benchPeer(ctx, os.Stdin, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
