@@ -20,7 +20,8 @@ func FuzzFrameReader(f *testing.F) {
 	f.Add([]byte{0x7f, 0xff, 0xff, 0xff}, uint8(4))
 	f.Fuzz(func(t *testing.T, in []byte, chunk uint8) {
 		const max = 1 << 10
-		fr := frameReader{r: &chunkReader{b: in, n: int(chunk%16) + 1}, max: max}
+		// A low direct-read threshold sends frames down both paths.
+		fr := frameReader{r: &chunkReader{b: in, n: int(chunk%16) + 1}, max: max, direct: 1 + int(chunk)%64}
 		want := bytes.NewReader(in)
 		for {
 			p, err := fr.next()

@@ -49,8 +49,7 @@ type Link struct {
 
 	closed    chan struct{}
 	closeOnce sync.Once
-	errMu     sync.Mutex
-	err       error // the first failure, ErrClosed after Close
+	err       atomic.Pointer[error] // the first failure, ErrClosed after Close
 }
 
 // Stats counts a Link's traffic.
@@ -319,17 +318,16 @@ func (l *Link) Err() error { return l.failure() }
 func (l *Link) Done() <-chan struct{} { return l.closed }
 
 func (l *Link) failure() error {
-	l.errMu.Lock()
-	defer l.errMu.Unlock()
-	return l.err
+	if p := l.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // fail records the first error, then tears the connection down.
 func (l *Link) fail(err error) {
 	l.closeOnce.Do(func() {
-		l.errMu.Lock()
-		l.err = err
-		l.errMu.Unlock()
+		l.err.Store(&err)
 		close(l.closed)
 		_ = l.conn.Close()
 	})

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +24,7 @@ const (
 type frameReader struct {
 	r          io.Reader
 	max        int
+	direct     int    // frames of this size or more bypass buf; 0 means directRead
 	buf        []byte // buffered bytes are buf[start:end]
 	start, end int
 
@@ -56,38 +58,41 @@ func (fr *frameReader) next() ([]byte, error) {
 			fr.start += hdr + n
 			return p, nil
 		}
-		if hdr+n <= len(fr.buf) {
+		if n < cmp.Or(fr.direct, directRead) {
 			if err := fr.fill(hdr + n); err != nil {
 				return nil, err
 			}
 			continue
 		}
-		// Larger than the buffer: take what is buffered, read the rest.
+		// A large frame: copy what is buffered into its payload and read the
+		// rest straight into it, so a sealed stream is decrypted directly
+		// into the memory the caller gets.
 		fr.start += hdr
 		fr.bigWant = n
 		fr.big = make([]byte, 0, min(n, bigStep))
+		take := min(n, fr.end-fr.start)
+		fr.big = append(fr.big, fr.buf[fr.start:fr.start+take]...)
+		fr.start += take
 		return fr.fillBig()
 	}
 }
 
+// directRead is the frame size from which the payload is read into directly
+// rather than through the buffer.
+const directRead = 16 << 10
+
 func (fr *frameReader) fillBig() ([]byte, error) {
 	for len(fr.big) < fr.bigWant {
-		if fr.start == fr.end {
-			fr.start, fr.end = 0, 0
-			m, err := fr.r.Read(fr.buf)
-			fr.end = m
-			if m == 0 && err != nil {
-				return nil, noEOF(err)
-			}
-		}
-		take := min(fr.bigWant-len(fr.big), fr.end-fr.start)
-		if len(fr.big)+take > cap(fr.big) {
+		if len(fr.big) == cap(fr.big) {
 			grown := make([]byte, len(fr.big), min(fr.bigWant, cap(fr.big)+bigStep))
 			copy(grown, fr.big)
 			fr.big = grown
 		}
-		fr.big = append(fr.big, fr.buf[fr.start:fr.start+take]...)
-		fr.start += take
+		m, err := fr.r.Read(fr.big[len(fr.big):cap(fr.big)])
+		fr.big = fr.big[:len(fr.big)+m]
+		if m == 0 && err != nil {
+			return nil, noEOF(err)
+		}
 	}
 	p := fr.big
 	fr.big = nil
