@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"crypto/mlkem"
 	"encoding/binary"
 	"errors"
@@ -230,11 +231,8 @@ func parseClientHello(b []byte) (*clientHello, error) {
 	m.x25519 = r.take(x25519Len)
 	m.mlkemKey = r.take(mlkem.EncapsulationKeySize768)
 	m.mechData = r.take(r.u16())
-	if err := r.end(); err != nil {
+	if err := cmp.Or(r.end(), checkFrameLimit(m.maxFrame)); err != nil {
 		return nil, err
-	}
-	if m.maxFrame < minFrameCap {
-		return nil, fmt.Errorf("%w: peer frame limit %d is under %d", ErrProtocol, m.maxFrame, minFrameCap)
 	}
 	return m, nil
 }
@@ -254,13 +252,18 @@ func parseServerHello(b []byte) (*serverHello, error) {
 	m.x25519 = r.take(x25519Len)
 	m.mlkemCT = r.take(mlkem.CiphertextSize768)
 	m.mechData = r.take(r.u16())
-	if err := r.end(); err != nil {
+	if err := cmp.Or(r.end(), checkFrameLimit(m.maxFrame)); err != nil {
 		return nil, err
 	}
-	if m.maxFrame < minFrameCap {
-		return nil, fmt.Errorf("%w: peer frame limit %d is under %d", ErrProtocol, m.maxFrame, minFrameCap)
-	}
 	return m, nil
+}
+
+// checkFrameLimit refuses a peer limit too small to carry useful frames.
+func checkFrameLimit(n uint32) error {
+	if n < minFrameCap {
+		return fmt.Errorf("%w: peer frame limit %d is under %d", ErrProtocol, n, minFrameCap)
+	}
+	return nil
 }
 
 func parseFinished(b []byte, want byte) ([]byte, error) {
