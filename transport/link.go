@@ -32,12 +32,14 @@ type Link struct {
 	// mu guards the send queue and the fields below it.
 	mu      sync.Mutex
 	queued  []byte        // encoded frames waiting for the writer
+	cuts    []int         // offsets in queued where large payloads start and end
 	writing bool          // the writer holds a batch it has not finished writing
 	waiters int           // callers waiting on changed
 	changed chan struct{} // closed (and replaced) when the writer makes progress
 	stats   Stats         // the send-side counters
 
-	wake       chan struct{} // tells the writer the queue went from empty to not
+	wake       chan struct{}  // tells the writer the queue went from empty to not
+	vectored   vectoredWriter // conn, when it can start records where asked
 	writerDone chan struct{}
 
 	// recvSem admits one Recv at a time; the holder owns rd.
@@ -89,8 +91,16 @@ func NewLink(ctx context.Context, conn net.Conn, cfg *Config) (*Link, error) {
 		rd:         frameReader{r: conn, max: st.MaxFrameSize},
 		closed:     make(chan struct{}),
 	}
+	if v, ok := conn.(vectoredWriter); ok && st.Sealed {
+		l.vectored = v
+	}
 	go l.writeLoop()
 	return l, nil
+}
+
+// vectoredWriter is an *auth.Conn: each buffer starts a new sealed record.
+type vectoredWriter interface {
+	WriteVectored(bufs [][]byte) (int, error)
 }
 
 // ConnectionState returns the handshake's outcome: mode, cipher, peer name
@@ -120,7 +130,11 @@ func (l *Link) Send(ctx context.Context, p []byte) error {
 		}
 		if len(l.queued) == 0 || len(l.queued)+need <= l.limit {
 			wasEmpty := len(l.queued) == 0
-			l.queued = frame.Append(l.queued, p)
+			l.queued = frame.AppendHeader(l.queued, len(p))
+			if len(p) >= directRead && l.vectored != nil {
+				l.cuts = append(l.cuts, len(l.queued), len(l.queued)+len(p))
+			}
+			l.queued = append(l.queued, p...)
 			l.stats.FramesSent++
 			l.stats.BytesSent += uint64(len(p))
 			l.mu.Unlock()
@@ -187,6 +201,8 @@ func (l *Link) broadcastLocked() {
 func (l *Link) writeLoop() {
 	defer close(l.writerDone)
 	var spare []byte
+	var spareCuts []int
+	var bufs [][]byte
 	for {
 		select {
 		case <-l.wake:
@@ -194,8 +210,8 @@ func (l *Link) writeLoop() {
 			return
 		}
 		l.mu.Lock()
-		batch := l.queued
-		l.queued = spare[:0]
+		batch, cuts := l.queued, l.cuts
+		l.queued, l.cuts = spare[:0], spareCuts[:0]
 		l.writing = len(batch) > 0
 		if l.writing {
 			l.stats.Writes++
@@ -205,11 +221,21 @@ func (l *Link) writeLoop() {
 		if len(batch) == 0 {
 			continue
 		}
-		_, err := l.conn.Write(batch)
+		var err error
+		if len(cuts) > 0 {
+			// Large payloads get records of their own, so the receiver
+			// decrypts them straight into the payload's memory.
+			bufs = splitAt(bufs[:0], batch, cuts)
+			_, err = l.vectored.WriteVectored(bufs)
+			clear(bufs)
+		} else {
+			_, err = l.conn.Write(batch)
+		}
 		if err != nil {
 			l.fail(fmt.Errorf("transport: write: %w", err))
 			return
 		}
+		spareCuts = cuts[:0]
 		// Keep the buffer for the next batch: regrowing it per batch costs
 		// more than the payload. Only a buffer inflated by one huge frame is
 		// let go.
@@ -222,6 +248,16 @@ func (l *Link) writeLoop() {
 		l.broadcastLocked()
 		l.mu.Unlock()
 	}
+}
+
+// splitAt appends to dst the pieces of b between consecutive offsets.
+func splitAt(dst [][]byte, b []byte, offsets []int) [][]byte {
+	start := 0
+	for _, o := range offsets {
+		dst = append(dst, b[start:o])
+		start = o
+	}
+	return append(dst, b[start:])
 }
 
 // Recv returns the next frame. It waits until one arrives, ctx ends or the
