@@ -210,17 +210,18 @@ func (l *Link) writeLoop() {
 			return
 		}
 		l.mu.Lock()
-		batch, cuts := l.queued, l.cuts
-		l.queued, l.cuts = spare[:0], spareCuts[:0]
-		l.writing = len(batch) > 0
-		if l.writing {
-			l.stats.Writes++
-		}
-		l.broadcastLocked()
-		l.mu.Unlock()
-		if len(batch) == 0 {
+		if len(l.queued) == 0 {
+			// Nothing to take. Swapping anyway would leave the queue and the
+			// spare sharing one array.
+			l.mu.Unlock()
 			continue
 		}
+		batch, cuts := l.queued, l.cuts
+		l.queued, l.cuts = spare[:0], spareCuts[:0]
+		l.writing = true
+		l.stats.Writes++
+		l.broadcastLocked()
+		l.mu.Unlock()
 		var err error
 		if len(cuts) > 0 {
 			// Large payloads get records of their own, so the receiver
