@@ -131,7 +131,9 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 	defer func() {
 		if !stop() {
 			<-interrupted // the interrupt must not land after we clear the deadline
-			err = handshakeCtxErr(ctx, err)
+			if err != nil { // a handshake that finished stands, whatever ctx did since
+				err = handshakeCtxErr(ctx)
+			}
 		} else if isTimeout(err) {
 			err = fmt.Errorf("%w after %v", ErrHandshakeTimeout, c.cfg.handshakeTimeout())
 		}
@@ -166,12 +168,10 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 	return nil
 }
 
-func handshakeCtxErr(ctx context.Context, err error) error {
+// handshakeCtxErr reports a handshake that ctx cut short.
+func handshakeCtxErr(ctx context.Context) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%w: %w", ErrHandshakeTimeout, ctx.Err())
-	}
-	if err == nil {
-		return nil
 	}
 	return fmt.Errorf("auth: handshake: %w", ctx.Err())
 }
