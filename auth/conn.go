@@ -130,7 +130,7 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 	})
 	defer func() {
 		if !stop() {
-			<-interrupted // the interrupt must not land after we clear the deadline
+			<-interrupted   // the interrupt must not land after we clear the deadline
 			if err != nil { // a handshake that finished stands, whatever ctx did since
 				err = handshakeCtxErr(ctx)
 			}
