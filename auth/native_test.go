@@ -69,6 +69,17 @@ func handshakePair(t testing.TB, ccfg, scfg *Config) (c, s *Conn, cerr, serr err
 	return c, s, cerr, serr
 }
 
+// sealedPair returns both ends of a finished native handshake.
+func sealedPair(t testing.TB) (c, s *Conn) {
+	t.Helper()
+	key := testKey(t)
+	c, s, cerr, serr := handshakePair(t, &Config{Key: key}, &Config{Key: key})
+	if cerr != nil || serr != nil {
+		t.Fatal(cerr, serr)
+	}
+	return c, s
+}
+
 func TestNativeHandshake(t *testing.T) {
 	key := testKey(t)
 	c, s, cerr, serr := handshakePair(t,
@@ -186,11 +197,7 @@ func TestNativeContextCancelAborts(t *testing.T) {
 }
 
 func TestCloseNotifyIsEOF(t *testing.T) {
-	key := testKey(t)
-	c, s, cerr, serr := handshakePair(t, &Config{Key: key}, &Config{Key: key})
-	if cerr != nil || serr != nil {
-		t.Fatal(cerr, serr)
-	}
+	c, s := sealedPair(t)
 	if _, err := c.Write([]byte("last words")); err != nil {
 		t.Fatal(err)
 	}
@@ -202,11 +209,7 @@ func TestCloseNotifyIsEOF(t *testing.T) {
 }
 
 func TestTruncationIsNotEOF(t *testing.T) {
-	key := testKey(t)
-	c, s, cerr, serr := handshakePair(t, &Config{Key: key}, &Config{Key: key})
-	if cerr != nil || serr != nil {
-		t.Fatal(cerr, serr)
-	}
+	c, s := sealedPair(t)
 	c.NetConn().Close() // no close_notify
 	_, err := io.ReadAll(s)
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -215,11 +218,7 @@ func TestTruncationIsNotEOF(t *testing.T) {
 }
 
 func TestTamperedRecordIsRejected(t *testing.T) {
-	key := testKey(t)
-	c, s, cerr, serr := handshakePair(t, &Config{Key: key}, &Config{Key: key})
-	if cerr != nil || serr != nil {
-		t.Fatal(cerr, serr)
-	}
+	c, s := sealedPair(t)
 	// Seal a record as the client would, flip one ciphertext bit, and write
 	// it raw.
 	rec, err := c.out.seal(nil, recordData, []byte("pay 10 coins"))
@@ -307,11 +306,7 @@ func TestConnPassesNettest(t *testing.T) {
 // straight into place), splitting at 64 KiB, and that the bytes arrive as
 // their concatenation.
 func TestWriteVectoredStartsRecords(t *testing.T) {
-	key := testKey(t)
-	c, s, cerr, serr := handshakePair(t, &Config{Key: key}, &Config{Key: key})
-	if cerr != nil || serr != nil {
-		t.Fatal(cerr, serr)
-	}
+	c, s := sealedPair(t)
 	bufs := [][]byte{make([]byte, 10), make([]byte, 70000), nil, make([]byte, 5)}
 	for _, b := range bufs {
 		rand.Read(b)
