@@ -1,0 +1,180 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/seed0811993b/conclave/auth"
+	"github.com/seed0811993b/conclave/transport"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultCluster           = "default"
+	DefaultBind              = "127.0.0.1:0"
+	DefaultSendQueueBytes    = 4 << 20
+	DefaultInboxBytes        = 4 << 20
+	DefaultHeartbeatInterval = 250 * time.Millisecond
+	DefaultHeartbeatTimeout  = 2 * time.Second
+	DefaultMaxRequests       = 1024
+)
+
+// Config configures a Node. Name and Key are required; every other zero
+// field means the documented default. A Config must not be modified while
+// its Node runs.
+type Config struct {
+	// Name is the node's stable name, 1 to 64 characters of [A-Za-z0-9._-].
+	// Other nodes address it by this name. Each Start adds a fresh boot id,
+	// so a restarted process is a new member (ID "name#bootid") and what the
+	// old one had not acknowledged fails loudly instead of vanishing.
+	Name string
+
+	// Key is the shared cluster key (auth.GenerateKey, auth.LoadKeyFile).
+	// It authenticates every link and, through a derived key, the gossip.
+	Key auth.Key
+
+	// Cluster names the cluster. Nodes with different names do not join each
+	// other's gossip even when they share a key. Default: DefaultCluster.
+	Cluster string
+
+	// Bind is the gossip address, host:port; port 0 lets the OS choose
+	// (GossipAddr reports it). Gossip uses this port on both UDP and TCP.
+	// Default: DefaultBind, which is loopback only.
+	Bind string
+
+	// Advertise is the gossip address other members use, when it differs
+	// from Bind (NAT, or Bind on 0.0.0.0). Default: the bound address.
+	Advertise string
+
+	// LinkBind is the address of the link listener. Default: Bind's host,
+	// port 0.
+	LinkBind string
+
+	// LinkAdvertise is the link address published to other members when it
+	// differs from the bound one (a proxy in front of the node). Its host
+	// must be the gossip host; only the port is published.
+	// Default: the bound port.
+	LinkAdvertise string
+
+	// Join lists gossip addresses of existing members. Start fails if none
+	// can be joined. Empty: start a new cluster.
+	Join []string
+
+	// Tags are small key/value attributes gossiped with the membership
+	// (the whole encoding must stay under 400 bytes); see Node.SetTags.
+	Tags map[string]string
+
+	// Gossip selects memberlist timings. Default: GossipLAN.
+	Gossip GossipProfile
+
+	// SendQueueBytes bounds, per peer, the encoded messages sent but not yet
+	// acknowledged. A send waits for room, so a slow consumer slows its
+	// senders instead of growing memory. Default: DefaultSendQueueBytes.
+	SendQueueBytes int
+
+	// InboxBytes bounds, per peer, received one-way messages waiting for
+	// their handler. When it is full the node stops reading from that peer.
+	// Default: DefaultInboxBytes.
+	InboxBytes int
+
+	// MaxRequests bounds the request handlers running at once; further
+	// requests wait. Default: DefaultMaxRequests.
+	MaxRequests int
+
+	// HeartbeatInterval is how often an idle link sends a heartbeat.
+	// Default: DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+
+	// HeartbeatTimeout is how long a link may stay silent before it is
+	// dropped and re-dialled. Default: DefaultHeartbeatTimeout.
+	HeartbeatTimeout time.Duration
+
+	// MaxFrameSize is the largest message, envelope included, this node
+	// accepts. Default: auth.DefaultMaxFrameSize.
+	MaxFrameSize int
+
+	// NetDialer makes the TCP connections of links. Default: net.Dialer.
+	NetDialer transport.ContextDialer
+
+	// Undeliverable receives every one-way message that was not
+	// acknowledged before its peer failed, left or restarted, or before the
+	// node closed, and one-way messages the receiver had no handler for.
+	// It runs on a node goroutine: do not block in it. Default: each one is
+	// logged at warn level.
+	Undeliverable func(Undelivered)
+
+	// Logger receives the node's logs, memberlist's included. Default:
+	// discard.
+	Logger *slog.Logger
+}
+
+// Undelivered describes a one-way message that did not reach a handler.
+type Undelivered struct {
+	To    string // the member ID (name#boot) it was sent to
+	Topic string
+	Body  []byte // the encoded payload; nil when the receiver reported it
+	Err   error  // why: wraps ErrPeerFailed, ErrPeerLeft, ErrPeerRestarted, ErrClosed or ErrNoResponders
+}
+
+// withDefaults returns a copy of c with defaults filled in, or an error
+// saying which field is wrong.
+func (c Config) withDefaults() (Config, error) {
+	if err := validName(c.Name); err != nil {
+		return c, err
+	}
+	if len(c.Key) == 0 {
+		return c, errors.New("node: Config.Key is required (see auth.GenerateKey and auth.LoadKeyFile)")
+	}
+	if len(c.Key) < auth.MinKeyLen {
+		return c, fmt.Errorf("node: Config.Key has %d bytes, want at least %d", len(c.Key), auth.MinKeyLen)
+	}
+	if c.Cluster == "" {
+		c.Cluster = DefaultCluster
+	}
+	if c.Bind == "" {
+		c.Bind = DefaultBind
+	}
+	if c.SendQueueBytes <= 0 {
+		c.SendQueueBytes = DefaultSendQueueBytes
+	}
+	if c.InboxBytes <= 0 {
+		c.InboxBytes = DefaultInboxBytes
+	}
+	if c.MaxRequests <= 0 {
+		c.MaxRequests = DefaultMaxRequests
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.HeartbeatTimeout <= 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.HeartbeatTimeout < 2*c.HeartbeatInterval {
+		return c, fmt.Errorf("node: HeartbeatTimeout %v must be at least twice HeartbeatInterval %v", c.HeartbeatTimeout, c.HeartbeatInterval)
+	}
+	if c.MaxFrameSize <= 0 {
+		c.MaxFrameSize = auth.DefaultMaxFrameSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// validName reports whether s is a usable stable node name. The '#' that
+// separates it from the boot id in member IDs is excluded on purpose.
+func validName(s string) error {
+	if len(s) == 0 || len(s) > 64 {
+		return fmt.Errorf("node: name %q must be 1 to 64 characters", s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
+			continue
+		}
+		return fmt.Errorf("node: name %q may only hold letters, digits, '.', '_' and '-'", s)
+	}
+	return nil
+}

@@ -1,0 +1,322 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/seed0811993b/conclave/auth"
+	"github.com/seed0811993b/conclave/transport"
+)
+
+// nextEvent waits for the next event about name of the given kind,
+// skipping others.
+func nextEvent(t *testing.T, n *Node, kind EventKind, name string, d time.Duration) Event {
+	t.Helper()
+	timeout := time.After(d)
+	for {
+		select {
+		case ev, ok := <-n.Events():
+			if !ok {
+				t.Fatalf("events closed while waiting for %v %s", kind, name)
+			}
+			if ev.Kind == kind && ev.Member.Name == name {
+				return ev
+			}
+		case <-timeout:
+			t.Fatalf("no %v event for %s within %v", kind, name, d)
+		}
+	}
+}
+
+// TestCrashFailsPendingLoudly: when a peer dies, its pending requests fail
+// at once with ErrPeerFailed, unacknowledged one-way messages reach the
+// Undeliverable hook, and EventFailed says so.
+func TestCrashFailsPendingLoudly(t *testing.T) {
+	var mu sync.Mutex
+	var undelivered []Undelivered
+	nodes := startCluster(t, 2, func(i int, c *Config) {
+		c.SendQueueBytes, c.InboxBytes = 32<<10, 8<<10
+		c.Undeliverable = func(u Undelivered) {
+			mu.Lock()
+			undelivered = append(undelivered, u)
+			mu.Unlock()
+		}
+	})
+	a, b := nodes[0], nodes[1]
+	block := make(chan struct{})
+	defer close(block)
+	entered := make(chan struct{}, 1)
+	b.Handle("stuck", func(ctx context.Context, m *Msg) (any, error) {
+		signal(entered)
+		<-block // a hung handler: it does not even see b die
+		return nil, nil
+	})
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.servers("stuck")) == 1 })
+	ctx := testCtx(t, 20*time.Second)
+
+	reqErr := make(chan error, 1)
+	go func() { reqErr <- a.Request(ctx, "n1", "stuck", "x", nil) }()
+	<-entered
+	// From here on, every sequenced frame a sends b is a one-way message.
+	pa, _ := a.lookup("n1")
+	pa.sendMu.Lock()
+	firstData := pa.nextSeq
+	pa.sendMu.Unlock()
+	// One-way messages pile up behind the stuck handler until a's queue
+	// is full.
+	payload := make([]byte, 1024)
+	sendCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	sent := 0
+	for ; ; sent++ {
+		if err := a.Send(sendCtx, "n1", "stuck", payload); err != nil {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("send: %v", err)
+			}
+			break
+		}
+	}
+	cancel()
+	st := a.Stats().Peers[0]
+	if st.QueuedBytes > 32<<10+2048 {
+		t.Fatalf("queue holds %d bytes, over its bound", st.QueuedBytes)
+	}
+	if st.Queued == 0 {
+		t.Fatal("nothing queued: the test did not fill the queue")
+	}
+
+	crashed := time.Now()
+	// Like SIGKILL: no leave notice, sockets closed. (shutdown then waits
+	// for the hung handler, until the test ends.)
+	go b.shutdown()
+	select {
+	case err := <-reqErr:
+		if !errors.Is(err, ErrPeerFailed) {
+			t.Fatalf("pending request: %v", err)
+		}
+		if d := time.Since(crashed); d > time.Second {
+			t.Errorf("pending request failed after %v", d)
+		}
+	case <-ctx.Done():
+		t.Fatal("pending request hung")
+	}
+	ev := nextEvent(t, a, EventFailed, "n1", 5*time.Second)
+	if !errors.Is(ev.Err, ErrPeerFailed) {
+		t.Fatalf("event error %v", ev.Err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Every message was either accepted by b (acknowledged or not) or
+	// reported: none vanished, none was counted twice.
+	b.mu.Lock()
+	pb := b.byID[a.ID()]
+	b.mu.Unlock()
+	accepted := int(pb.recvSeq.Load() - (firstData - 1))
+	if accepted+len(undelivered) != sent || len(undelivered) == 0 {
+		t.Fatalf("%d sent: %d accepted by b, %d reported undeliverable", sent, accepted, len(undelivered))
+	}
+	for _, u := range undelivered {
+		if u.To != b.ID() || u.Topic != "stuck" || len(u.Body) == 0 || !errors.Is(u.Err, ErrPeerFailed) {
+			t.Fatalf("report %+v", u)
+		}
+	}
+	t.Logf("%d sent, %d reported undeliverable; failure seen after %v", sent, len(undelivered), time.Since(crashed))
+	if err := a.Send(ctx, "n1", "stuck", payload); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("send to the dead node: %v", err)
+	}
+}
+
+// TestRestartFailsOldIncarnation: a node that comes back under the same
+// name with a new boot id replaces the old one, whose pending requests
+// fail with ErrPeerRestarted.
+func TestRestartFailsOldIncarnation(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	block := make(chan struct{})
+	defer close(block)
+	b.Handle("stuck", func(ctx context.Context, m *Msg) (any, error) {
+		select {
+		case <-block:
+		case <-ctx.Done():
+		}
+		return nil, nil
+	})
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.servers("stuck")) == 1 })
+	ctx := testCtx(t, 10*time.Second)
+	reqErr := make(chan error, 1)
+	go func() { reqErr <- a.Request(ctx, "n1", "stuck", nil, nil) }()
+	waitFor(t, "request in flight", 2*time.Second, func() bool {
+		p, _ := a.lookup("n1")
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.pending) == 1
+	})
+
+	cfg := testConfig("n1")
+	cfg.Join = []string{a.GossipAddr()}
+	b2 := startNode(t, cfg)
+	select {
+	case err := <-reqErr:
+		if !errors.Is(err, ErrPeerRestarted) {
+			t.Fatalf("pending request: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("pending request hung")
+	}
+	if err := a.WaitPeer(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	b2.Handle("hi", func(ctx context.Context, m *Msg) (any, error) { return "new", nil })
+	waitFor(t, "new handler known", 2*time.Second, func() bool { return len(a.servers("hi")) == 1 })
+	if s, err := Call[string](ctx, a, "n1", "hi", nil); err != nil || s != "new" {
+		t.Fatalf("request to the new incarnation: %q, %v", s, err)
+	}
+}
+
+// TestLeaveIsGraceful: Leave delivers what was sent, then the others see
+// EventLeft (not failed) quickly.
+func TestLeaveIsGraceful(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	var mu sync.Mutex
+	var got []int
+	a.Handle("n", func(ctx context.Context, m *Msg) (any, error) {
+		var v int
+		m.Decode(&v)
+		mu.Lock()
+		got = append(got, v)
+		mu.Unlock()
+		return nil, nil
+	})
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(b.servers("n")) == 1 })
+	ctx := testCtx(t, 10*time.Second)
+	for i := range 1000 {
+		if err := b.Send(ctx, "n0", "n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	if err := b.Leave(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*Node{a, c} {
+		ev := nextEvent(t, n, EventLeft, "n1", 2*time.Second)
+		if !errors.Is(ev.Err, ErrPeerLeft) {
+			t.Fatalf("%s: %v", n.Name(), ev.Err)
+		}
+	}
+	t.Logf("leave seen by both after %v", time.Since(start))
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1000 {
+		t.Fatalf("a got %d of 1000 messages sent before Leave", len(got))
+	}
+	if err := b.Send(ctx, "n0", "n", 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("send after leave: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEvents: joined and updated events carry the member's tags.
+func TestEvents(t *testing.T) {
+	a := startNode(t, testConfig("n0"))
+	cfg := testConfig("n1")
+	cfg.Join = []string{a.GossipAddr()}
+	cfg.Tags = map[string]string{"role": "worker"}
+	b := startNode(t, cfg)
+	ev := nextEvent(t, a, EventJoined, "n1", 5*time.Second)
+	if ev.Member.ID != b.ID() || ev.Member.Tags["role"] != "worker" {
+		t.Fatalf("joined: %+v", ev)
+	}
+	if err := b.SetTags(map[string]string{"role": "busy"}); err != nil {
+		t.Fatal(err)
+	}
+	ev = nextEvent(t, a, EventUpdated, "n1", 5*time.Second)
+	if ev.Member.Tags["role"] != "busy" {
+		t.Fatalf("updated: %+v", ev)
+	}
+	members := a.Members()
+	if len(members) != 2 || members[0].Name != "n0" || members[1].Tags["role"] != "busy" {
+		t.Fatalf("members %+v", members)
+	}
+	b.Close()
+	nextEvent(t, a, EventLeft, "n1", 5*time.Second)
+	if err := b.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestWrongKeyIsRefused: a process with another key can neither join the
+// gossip nor open a link, and its errors say why.
+func TestWrongKeyIsRefused(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	other, _ := auth.GenerateKey(nil)
+	cfg := testConfig("intruder")
+	cfg.Key = other
+	cfg.Join = []string{nodes[0].GossipAddr()}
+	ctx := testCtx(t, 10*time.Second)
+	_, err := Start(ctx, cfg)
+	if err == nil {
+		t.Fatal("a node with the wrong key joined")
+	}
+	if !strings.Contains(err.Error(), "key") {
+		t.Fatalf("join error does not mention the key: %v", err)
+	}
+	if strings.Contains(err.Error(), string(other)) {
+		t.Fatal("error leaks the key")
+	}
+	_, err = transport.Dial(ctx, "tcp", nodes[0].LinkAddr(), &transport.Config{Auth: &auth.Config{Key: other, Name: "intruder#0000000000000000"}})
+	if !errors.Is(err, auth.ErrAuthFailed) {
+		t.Fatalf("link with the wrong key: %v", err)
+	}
+	for _, n := range nodes {
+		if len(n.Members()) != 2 {
+			t.Fatalf("%s sees %v", n.Name(), n.Members())
+		}
+	}
+}
+
+// TestBackpressure: a sender to a consumer that does not keep up waits
+// instead of queueing without bound, and a context ends the wait.
+func TestBackpressure(t *testing.T) {
+	nodes := startCluster(t, 2, func(i int, c *Config) { c.SendQueueBytes, c.InboxBytes = 16<<10, 16<<10 })
+	a, b := nodes[0], nodes[1]
+	release := make(chan struct{})
+	var handled sync.WaitGroup
+	b.Handle("slow", func(ctx context.Context, m *Msg) (any, error) {
+		<-release
+		handled.Done()
+		return nil, nil
+	})
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.servers("slow")) == 1 })
+	ctx := testCtx(t, 10*time.Second)
+	payload := make([]byte, 512)
+	n := 0
+	for {
+		short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := a.Send(short, "n1", "slow", payload)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		handled.Add(1)
+		n++
+		if n > 10000 {
+			t.Fatal("no backpressure: 10000 sends of 512 B into 16 KiB queues")
+		}
+	}
+	if q := a.Stats().Peers[0].QueuedBytes; q > 16<<10 {
+		t.Fatalf("queued %d bytes", q)
+	}
+	close(release)
+	handled.Wait() // every message accepted by Send arrives once the consumer runs
+	t.Logf("sender blocked after %d messages of 512 B", n)
+}

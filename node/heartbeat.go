@@ -1,0 +1,59 @@
+package node
+
+import "time"
+
+// tombstoneTTL is how long a peer that failed or left is remembered, so
+// that the same process seen again resumes its stream without duplicates.
+const tombstoneTTL = 5 * time.Minute
+
+// heartbeat pings idle links, drops links that went silent (a partition or
+// a hung process: TCP alone may not notice for minutes) and forgets old
+// tombstones.
+func (n *Node) heartbeat() {
+	t := time.NewTicker(n.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-n.done:
+			return
+		}
+		now := time.Now()
+		n.mu.Lock()
+		peers := make([]*peer, 0, len(n.byID))
+		for id, p := range n.byID {
+			p.mu.Lock()
+			expired := p.state != stateAlive && now.Sub(p.gone) > tombstoneTTL
+			p.mu.Unlock()
+			if expired {
+				delete(n.byID, id)
+				if n.byName[p.name] == p {
+					delete(n.byName, p.name)
+				}
+				continue
+			}
+			peers = append(peers, p)
+		}
+		n.mu.Unlock()
+		for _, p := range peers {
+			p.mu.Lock()
+			l := p.link
+			p.mu.Unlock()
+			if l == nil {
+				continue
+			}
+			if s := l.sentN.Load(); s == l.hbSent {
+				l.needPin.Store(true)
+				signal(l.kick)
+			} else {
+				l.hbSent = s
+			}
+			if r := l.recvd.Load(); r != l.hbRecv {
+				l.hbRecv, l.hbQuiet = r, now
+			} else if now.Sub(l.hbQuiet) >= n.cfg.HeartbeatTimeout {
+				n.log.Info("link silent, dropping it", "peer", p.id, "silent_for", now.Sub(l.hbQuiet).Round(time.Millisecond))
+				l.close()
+			}
+		}
+	}
+}

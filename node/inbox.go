@@ -1,0 +1,84 @@
+package node
+
+import (
+	"context"
+	"sync"
+)
+
+// inbox holds the one-way messages received from one peer until a single
+// goroutine hands them to their handlers, in arrival order. It is bounded in
+// bytes: put waits while it is full, which stops the link's reader and so
+// pushes back on the sender instead of growing memory.
+type inbox struct {
+	mu    sync.Mutex
+	q     []inMsg
+	bytes int
+	max   int
+	wake  chan struct{} // the consumer's doorbell
+	room  chan struct{} // producers' doorbell
+}
+
+// inMsg is one received one-way message and what delivering it needs.
+type inMsg struct {
+	from  *peer // nil for messages from this node itself
+	msg   Msg
+	id    uint64 // the queue subscription for flagQueue messages
+	size  int
+	reply bool // answer "no responders" when nobody takes it
+}
+
+func newInbox(max int) *inbox {
+	return &inbox{max: max, wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+}
+
+// put appends m, waiting while the inbox is over its bound (a message
+// larger than the bound is still accepted into an empty inbox).
+func (b *inbox) put(ctx context.Context, m inMsg) error {
+	b.mu.Lock()
+	for b.bytes > 0 && b.bytes+m.size > b.max {
+		b.mu.Unlock()
+		select {
+		case <-b.room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b.mu.Lock()
+	}
+	b.q = append(b.q, m)
+	b.bytes += m.size
+	b.mu.Unlock()
+	signal(b.wake)
+	return nil
+}
+
+// run delivers messages with deliver until ctx ends.
+func (b *inbox) run(ctx context.Context, deliver func(*inMsg)) {
+	var batch []inMsg
+	for {
+		b.mu.Lock()
+		batch, b.q = b.q, batch[:0]
+		b.bytes = 0
+		b.mu.Unlock()
+		if len(batch) == 0 {
+			select {
+			case <-b.wake:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		signal(b.room)
+		for i := range batch {
+			deliver(&batch[i])
+			batch[i] = inMsg{}
+		}
+	}
+}
+
+// signal rings a doorbell channel of capacity one without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

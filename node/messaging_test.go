@@ -1,0 +1,235 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestSendIsOrdered(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	const total = 5000
+	got := make(chan int, total)
+	b.Handle("count", func(ctx context.Context, m *Msg) (any, error) {
+		var v int
+		if err := m.Decode(&v); err != nil {
+			t.Error(err)
+		}
+		got <- v
+		return nil, nil
+	})
+	waitFor(t, "b's handler known at a", 5*time.Second, func() bool { return len(a.servers("count")) == 1 })
+	ctx := testCtx(t, 20*time.Second)
+	for i := range total {
+		if err := a.Send(ctx, "n1", "count", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range total {
+		select {
+		case v := <-got:
+			if v != i {
+				t.Fatalf("message %d arrived as number %d", i, v)
+			}
+		case <-ctx.Done():
+			t.Fatalf("only %d of %d arrived", i, total)
+		}
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRequestReply(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	HandleFunc(b, "upper", func(ctx context.Context, m *Msg, s string) (string, error) {
+		return strings.ToUpper(s) + " from " + m.From, nil
+	})
+	b.Handle("fail", func(ctx context.Context, m *Msg) (any, error) {
+		return nil, errors.New("disk full")
+	})
+	b.Handle("panic", func(ctx context.Context, m *Msg) (any, error) {
+		panic("boom")
+	})
+	b.Handle("bytes", func(ctx context.Context, m *Msg) (any, error) {
+		return append([]byte("echo:"), m.Data()...), nil
+	})
+	ctx := testCtx(t, 10*time.Second)
+
+	got, err := Call[string](ctx, a, "n1", "upper", "hello")
+	if err != nil || got != "HELLO from n0" {
+		t.Fatalf("Call = %q, %v", got, err)
+	}
+	var raw []byte
+	if err := a.Request(ctx, "n1", "bytes", []byte{1, 2, 3}, &raw); err != nil || string(raw) != "echo:\x01\x02\x03" {
+		t.Fatalf("bytes = %q, %v", raw, err)
+	}
+
+	err = a.Request(ctx, "n1", "fail", nil, nil)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Message != "disk full" || re.Node != "n1" {
+		t.Fatalf("handler error = %v", err)
+	}
+
+	err = a.Request(ctx, "n1", "panic", nil, nil)
+	if !errors.Is(err, ErrHandlerPanic) {
+		t.Fatalf("panic = %v", err)
+	}
+	// The node survived its handler's panic.
+	if _, err := Call[string](ctx, a, "n1", "upper", "still"); err != nil {
+		t.Fatalf("after panic: %v", err)
+	}
+
+	start := time.Now()
+	err = a.Request(ctx, "n1", "nobody", nil, nil)
+	if !errors.Is(err, ErrNoResponders) {
+		t.Fatalf("unknown topic = %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("no-responders took %v", d)
+	}
+	if err := a.RequestAny(ctx, "nobody", nil, nil); !errors.Is(err, ErrNoResponders) {
+		t.Fatalf("RequestAny(nobody) = %v", err)
+	}
+	if err := a.Request(ctx, "n9", "upper", "x", nil); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("unknown node = %v", err)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	b.Handle("slow", func(ctx context.Context, m *Msg) (any, error) {
+		<-ctx.Done()
+		return nil, nil
+	})
+	if err := a.Request(short, "n1", "slow", nil, nil); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("slow = %v", err)
+	}
+}
+
+func TestPublishSubscribe(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	var mu sync.Mutex
+	got := map[string][]string{}
+	for _, n := range nodes[1:] {
+		n.Subscribe("news", func(ctx context.Context, m *Msg) {
+			var s string
+			m.Decode(&s)
+			mu.Lock()
+			got[n.Name()] = append(got[n.Name()], s)
+			mu.Unlock()
+		})
+	}
+	a := nodes[0]
+	waitFor(t, "subscriptions to reach n0", 2*time.Second, func() bool {
+		peers, _ := a.routes.publishTargets("news")
+		return len(peers) == 2
+	})
+	ctx := testCtx(t, 10*time.Second)
+	for _, s := range []string{"one", "two", "three"} {
+		if err := a.Publish(ctx, "news", s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "delivery", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got["n1"]) == 3 && len(got["n2"]) == 3
+	})
+	mu.Lock()
+	if strings.Join(got["n1"], ",") != "one,two,three" || strings.Join(got["n2"], ",") != "one,two,three" {
+		t.Fatalf("got %v", got)
+	}
+	mu.Unlock()
+}
+
+func TestQueueGroup(t *testing.T) {
+	nodes := startCluster(t, 4, nil)
+	var mu sync.Mutex
+	per := map[string]int{}
+	seen := map[int]int{}
+	for _, n := range nodes[1:] {
+		n.QueueSubscribe("jobs", "workers", func(ctx context.Context, m *Msg) {
+			var v int
+			m.Decode(&v)
+			mu.Lock()
+			per[n.Name()]++
+			seen[v]++
+			mu.Unlock()
+		})
+	}
+	a := nodes[0]
+	waitFor(t, "queue members known", 2*time.Second, func() bool {
+		_, groups := a.routes.publishTargets("jobs")
+		return len(groups) == 1 && len(groups[0].members) == 3
+	})
+	ctx := testCtx(t, 10*time.Second)
+	const total = 300
+	for i := range total {
+		if err := a.Publish(ctx, "jobs", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "all jobs", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == total
+	})
+	a.Flush(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	for v, c := range seen {
+		if c != 1 {
+			t.Errorf("job %d delivered %d times", v, c)
+		}
+	}
+	for name, c := range per {
+		if c < total/6 {
+			t.Errorf("%s got only %d of %d jobs: %v", name, c, total, per)
+		}
+	}
+}
+
+func TestBroadcastAndGather(t *testing.T) {
+	nodes := startCluster(t, 3, nil)
+	var mu sync.Mutex
+	got := map[string]bool{}
+	for _, n := range nodes {
+		n.Handle("ping", func(ctx context.Context, m *Msg) (any, error) {
+			mu.Lock()
+			got[n.Name()] = true
+			mu.Unlock()
+			return n.Name(), nil
+		})
+	}
+	a := nodes[0]
+	waitFor(t, "handlers known", 2*time.Second, func() bool { return len(a.servers("ping")) == 3 })
+	ctx := testCtx(t, 10*time.Second)
+	if err := a.Broadcast(ctx, "ping", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "broadcast", 5*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(got) == 3
+	})
+	res, err := a.Gather(ctx, "ping", nil)
+	if err != nil || len(res) != 3 {
+		t.Fatalf("Gather = %v, %v", res, err)
+	}
+	names := map[string]bool{}
+	for _, r := range res {
+		var s string
+		if r.Err != nil || r.Msg.Decode(&s) != nil || s != r.From {
+			t.Fatalf("response %+v", r)
+		}
+		names[s] = true
+	}
+	if len(names) != 3 {
+		t.Fatalf("names %v", names)
+	}
+}

@@ -1,0 +1,60 @@
+package node
+
+import (
+	"context"
+
+	"github.com/seed0811993b/conclave/codec"
+)
+
+// Msg is a message delivered to a handler or subscription. Its Data and the
+// result of Decode may alias the received frame: copy bytes a handler keeps
+// after it returns.
+type Msg struct {
+	// From is the stable name of the sending node, FromID its member ID
+	// (name#boot).
+	From, FromID string
+	// Topic is the topic the message was sent to.
+	Topic string
+
+	body  []byte // exactly one msgpack value
+	flags uint8
+}
+
+// Data returns the payload's bytes: the bytes themselves when the sender
+// passed a []byte, otherwise the payload's msgpack encoding.
+func (m *Msg) Data() []byte {
+	if m.flags&codec.FlagRaw != 0 {
+		if b, err := codec.BytesBody(m.body); err == nil {
+			return b
+		}
+	}
+	return m.body
+}
+
+// Decode decodes the payload into the value v points to, as
+// codec.Msgpack.Unmarshal does; a []byte payload decodes into *[]byte.
+func (m *Msg) Decode(v any) error {
+	return codec.Msgpack.Unmarshal(m.body, v)
+}
+
+// Handler serves a topic: its result is the reply to a request, and is
+// ignored for one-way messages. A returned error reaches the requester as a
+// *RemoteError carrying its message. ctx ends when the requester's deadline
+// (as far as the node knows it) passes or the node closes.
+type Handler func(ctx context.Context, m *Msg) (any, error)
+
+// MsgHandler receives published messages.
+type MsgHandler func(ctx context.Context, m *Msg)
+
+// appendPayload appends v's encoding as an envelope body and reports the
+// flags it needs: a []byte travels as raw bytes, anything else is msgpack.
+func appendPayload(dst []byte, v any) ([]byte, uint8, error) {
+	switch p := v.(type) {
+	case []byte:
+		return codec.AppendBytesBody(dst, p), codec.FlagRaw, nil
+	case nil:
+		return append(dst, 0xc0), 0, nil
+	}
+	out, err := codec.AppendMarshal(dst, v)
+	return out, 0, err
+}

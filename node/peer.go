@@ -1,0 +1,313 @@
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seed0811993b/conclave/codec"
+)
+
+// peerState is where a peer incarnation (one boot id) is in its life.
+type peerState uint8
+
+const (
+	stateAlive  peerState = iota + 1
+	stateLeft             // announced its leave
+	stateFailed           // declared failed, or replaced by a new boot id
+)
+
+// peer is this node's view of one other process: the reliable session
+// between them and the link that currently carries it.
+//
+// The outbound half numbers every message (seq), keeps it until the peer
+// acknowledges it, and sends it again on the next link when a connection
+// breaks. The inbound half remembers the last sequence number accepted, so
+// resent messages are dropped instead of delivered twice. Both halves
+// survive reconnections; they end only when the peer leaves, fails or
+// restarts, or the node closes, and then everything unacknowledged is
+// reported.
+type peer struct {
+	n              *Node
+	id, name, boot string
+	inbox          *inbox
+
+	// sendMu orders sequenced frames onto the link: a frame's sequence
+	// number is assigned and the frame handed to the link under it, and a
+	// new link's resend holds it until the backlog is written.
+	sendMu  sync.Mutex
+	nextSeq uint64 // guarded by sendMu
+
+	mu        sync.Mutex
+	state     peerState
+	stateErr  error // why the peer is no longer alive
+	addr      netip.AddrPort
+	tags      map[string]string
+	epoch     uint64 // our outbound stream's id, random per session
+	acked     uint64 // cumulative ack received for epoch
+	unacked   []outFrame
+	queued    int           // bytes of unacked
+	room      chan struct{} // closed when unacked shrinks or state changes
+	link      *plink        // newest link
+	ready     bool          // link has finished its resend: write directly
+	dialing   bool
+	pending   map[uint64]*call
+	gone      time.Time
+	interests map[uint64]interestOp // guarded by the node's interest lock
+
+	// inMu serialises accepting and dispatching sequenced frames: during a
+	// switch of links two readers may hold frames of the same stream.
+	// inEpoch and recvSeq are written under it and read atomically (see
+	// inPos) by the goroutine that sends acknowledgements.
+	inMu    sync.Mutex
+	inEpoch atomic.Uint64 // the peer's outbound stream being received; 0 while it changes
+	recvSeq atomic.Uint64 // last sequence number accepted from it
+
+	sent, resent, recv, dups atomic.Uint64
+}
+
+// resume applies the peer's hello to the inbound stream. A new epoch means
+// the peer started its stream over (it has reported what it dropped), so
+// counting restarts just before the first sequence number it will send.
+// Returns true when the epoch changed.
+func (p *peer) resume(h hello) bool {
+	p.inMu.Lock()
+	defer p.inMu.Unlock()
+	if h.Epoch == p.inEpoch.Load() {
+		return false
+	}
+	fresh := p.inEpoch.Load() == 0
+	p.inEpoch.Store(0)
+	p.recvSeq.Store(h.FirstSeq - 1)
+	p.inEpoch.Store(h.Epoch)
+	if fresh && h.FirstSeq > 1 {
+		// We lost our state about a stream the peer continues (we had
+		// forgotten the peer): ask for its interests again.
+		p.n.log.Warn("resuming a stream without its start", "peer", p.id, "first_seq", h.FirstSeq)
+		p.n.requestResync(p)
+	} else {
+		p.n.dropInterests(p)
+	}
+	return true
+}
+
+// inPos returns the inbound stream position to acknowledge; ok is false
+// while it is being changed.
+func (p *peer) inPos() (epoch, seq uint64, ok bool) {
+	e1 := p.inEpoch.Load()
+	s := p.recvSeq.Load()
+	e2 := p.inEpoch.Load()
+	return e1, s, e1 != 0 && e1 == e2
+}
+
+// outFrame is a sequenced frame kept until acknowledged.
+type outFrame struct {
+	seq  uint64
+	b    []byte
+	size int // bytes charged to the queue
+}
+
+func newPeer(n *Node, id, name, boot string) *peer {
+	return &peer{
+		n: n, id: id, name: name, boot: boot,
+		inbox:     newInbox(n.cfg.InboxBytes),
+		state:     stateAlive,
+		epoch:     newEpoch(),
+		nextSeq:   1,
+		room:      make(chan struct{}),
+		pending:   make(map[uint64]*call),
+		interests: make(map[uint64]interestOp),
+	}
+}
+
+// newEpoch returns a random non-zero stream id.
+func newEpoch() uint64 {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if e := binary.LittleEndian.Uint64(b[:]); e != 0 {
+			return e
+		}
+	}
+}
+
+// frameOverhead bounds the envelope bytes around topic and body.
+const frameOverhead = 48
+
+// send queues one sequenced envelope. Unless control is set it first waits
+// for room in the peer's queue (or ctx); control frames are small and must
+// not wait behind data. It returns once the frame is queued: delivery is
+// guaranteed while both processes live, or reported.
+func (p *peer) send(ctx context.Context, e *codec.Envelope, control bool) error {
+	size := len(e.Topic) + len(e.Body) + frameOverhead
+	max := p.n.cfg.SendQueueBytes
+	p.mu.Lock()
+	for {
+		if p.state != stateAlive {
+			err := p.deadErr()
+			p.mu.Unlock()
+			return err
+		}
+		if control || p.queued == 0 || p.queued+size <= max {
+			break
+		}
+		room := p.room
+		p.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-p.n.done:
+			return ErrClosed
+		}
+		p.mu.Lock()
+	}
+	p.queued += size // reserved before the frame exists, so senders cannot overshoot
+	epoch := p.epoch
+	p.mu.Unlock()
+
+	p.sendMu.Lock()
+	e.Seq = p.nextSeq
+	b := codec.AppendEnvelope(make([]byte, 0, size), e)
+	p.mu.Lock()
+	if p.state != stateAlive || p.epoch != epoch {
+		// Ended while we waited: end() already emptied the queue and
+		// dropped our reservation.
+		err := p.deadErr()
+		p.mu.Unlock()
+		p.sendMu.Unlock()
+		return err
+	}
+	p.nextSeq++
+	p.unacked = append(p.unacked, outFrame{seq: e.Seq, b: b, size: size})
+	var l *plink
+	if p.ready {
+		l = p.link
+	}
+	p.mu.Unlock()
+	if l != nil {
+		l.write(b)
+	}
+	p.sendMu.Unlock()
+	p.sent.Add(1)
+	return nil
+}
+
+// deadErr is the error for a send to a peer that is no longer alive.
+// Callers hold p.mu.
+func (p *peer) deadErr() error {
+	if p.stateErr == nil {
+		return &PeerError{Peer: p.id, Reason: "its session restarted", Err: ErrPeerFailed}
+	}
+	return &PeerError{Peer: p.id, Err: p.stateErr}
+}
+
+// applyAck drops the frames the peer has acknowledged and wakes waiting
+// senders.
+func (p *peer) applyAck(epoch, ack uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if epoch != p.epoch || ack <= p.acked {
+		return
+	}
+	p.acked = ack
+	i := 0
+	for i < len(p.unacked) && p.unacked[i].seq <= ack {
+		p.queued -= p.unacked[i].size
+		p.unacked[i] = outFrame{}
+		i++
+	}
+	if i == 0 {
+		return
+	}
+	p.unacked = p.unacked[i:]
+	if len(p.unacked) == 0 {
+		p.unacked = nil // let the backing array go
+	}
+	close(p.room)
+	p.room = make(chan struct{})
+}
+
+// drained reports whether everything sent has been acknowledged, and
+// returns a channel that is closed when that may have changed.
+func (p *peer) drained() (bool, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.unacked) == 0 || p.state != stateAlive, p.room
+}
+
+// alive reports whether the peer is alive.
+func (p *peer) alive() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == stateAlive
+}
+
+// readyLink returns the link when it is ready for traffic.
+func (p *peer) readyLink() *plink {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ready {
+		return p.link
+	}
+	return nil
+}
+
+// end marks the peer no longer alive for reason, closes its link, fails
+// its pending requests and reports its unacknowledged one-way messages.
+// The outbound stream restarts under a new epoch in case the same process
+// is seen again. It returns false if the peer was not alive.
+func (p *peer) end(state peerState, err error, reason string) bool {
+	p.mu.Lock()
+	if p.state != stateAlive {
+		p.mu.Unlock()
+		return false
+	}
+	p.state, p.stateErr = state, err
+	p.gone = time.Now()
+	l := p.link
+	p.link, p.ready = nil, false
+	close(p.room)
+	p.room = make(chan struct{})
+	p.mu.Unlock()
+	if l != nil {
+		l.close() // unblocks a sender writing to it, so sendMu comes free
+	}
+
+	p.sendMu.Lock()
+	p.mu.Lock()
+	frames := p.unacked
+	pending := p.pending
+	p.unacked, p.queued, p.acked = nil, 0, 0
+	p.pending = make(map[uint64]*call)
+	p.epoch = newEpoch()
+	p.nextSeq = 1
+	p.mu.Unlock()
+	p.sendMu.Unlock()
+
+	perr := &PeerError{Peer: p.id, Reason: reason, Err: err}
+	for _, c := range pending {
+		c.finish(reply{err: perr})
+	}
+	for _, f := range frames {
+		p.n.reportFrame(p, f.b, perr)
+	}
+	return true
+}
+
+// revive makes a peer that failed or left alive again: it was seen again
+// under the same boot id, so the process is the same one and its inbound
+// stream state still applies. The outbound stream starts a new epoch.
+func (p *peer) revive() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state == stateAlive {
+		return false
+	}
+	p.state, p.stateErr = stateAlive, nil
+	return true
+}

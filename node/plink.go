@@ -1,0 +1,242 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/seed0811993b/conclave/codec"
+	"github.com/seed0811993b/conclave/transport"
+)
+
+// Acknowledgement policy: a receiver acknowledges after ackBytes of
+// sequenced frames, or ackDelay after the first unacknowledged one, which
+// keeps acks to a few percent of small-message traffic while a sender's
+// queue (megabytes) never waits long for room.
+const (
+	ackBytes = 32 << 10
+	ackDelay = 2 * time.Millisecond
+)
+
+// plink is one authenticated connection to a peer and the two goroutines
+// that serve it: reader (frames in) and control (hello, resend, acks,
+// heartbeats). Sequenced frames are written by the senders themselves.
+type plink struct {
+	p       *peer
+	tl      *transport.Link
+	dialer  string // member ID of the side that dialled
+	created time.Time
+
+	helloCh chan hello
+	kick    chan struct{}
+	needAck atomic.Bool
+	needPin atomic.Bool
+	armed   atomic.Bool
+	timer   *time.Timer
+
+	recvd, sentN atomic.Uint64
+
+	// heartbeat bookkeeping, touched only by the node's heartbeat goroutine
+	hbRecv, hbSent uint64
+	hbQuiet        time.Time
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+func newPlink(p *peer, tl *transport.Link, dialer string) *plink {
+	l := &plink{
+		p: p, tl: tl, dialer: dialer, created: time.Now(),
+		helloCh: make(chan hello, 1),
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		hbQuiet: time.Now(),
+	}
+	l.timer = time.AfterFunc(time.Hour, func() {
+		l.armed.Store(false)
+		l.needAck.Store(true)
+		signal(l.kick)
+	})
+	l.timer.Stop()
+	return l
+}
+
+// start runs the link's goroutines.
+func (l *plink) start() {
+	n := l.p.n
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); l.control() }()
+	go func() { defer n.wg.Done(); l.read() }()
+}
+
+// write hands a frame to the connection's writer. A failure means the
+// link is dying; its reader notices and the session moves to a new link.
+func (l *plink) write(b []byte) {
+	if l.tl.Send(context.Background(), b) == nil {
+		l.sentN.Add(1)
+	}
+}
+
+// writeEnvelope encodes and writes an unsequenced envelope.
+func (l *plink) writeEnvelope(e *codec.Envelope) {
+	l.write(codec.AppendEnvelope(nil, e))
+}
+
+// close closes the connection; safe to call many times.
+func (l *plink) close() {
+	l.closeOnce.Do(func() {
+		close(l.done)
+		l.timer.Stop()
+		l.tl.Close()
+	})
+}
+
+// control sends this side's hello, waits for the peer's, resends what the
+// peer has not acknowledged, marks the link ready and then sends acks and
+// heartbeats when kicked.
+func (l *plink) control() {
+	p := l.p
+	p.mu.Lock()
+	h := hello{Epoch: p.epoch, FirstSeq: p.acked + 1, AckEpoch: p.inEpoch.Load(), Ack: p.recvSeq.Load()}
+	p.mu.Unlock()
+	l.writeEnvelope(&codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello), Body: marshalControl(&h)})
+
+	var peerHello hello
+	select {
+	case peerHello = <-l.helloCh:
+	case <-l.done:
+		return
+	}
+
+	p.sendMu.Lock()
+	p.applyAck(peerHello.AckEpoch, peerHello.Ack)
+	p.mu.Lock()
+	current := p.link == l && p.state == stateAlive
+	var backlog []outFrame
+	if current {
+		backlog = append(backlog, p.unacked...)
+	}
+	p.mu.Unlock()
+	for _, f := range backlog {
+		l.write(f.b)
+	}
+	p.resent.Add(uint64(len(backlog)))
+	p.mu.Lock()
+	if p.link == l && p.state == stateAlive {
+		p.ready = true
+	}
+	p.mu.Unlock()
+	p.sendMu.Unlock()
+	p.n.changed()
+
+	for {
+		select {
+		case <-l.kick:
+		case <-l.done:
+			return
+		}
+		if l.needAck.Swap(false) {
+			if epoch, seq, ok := p.inPos(); ok {
+				l.writeEnvelope(&codec.Envelope{Kind: codec.KindAck, Ack: seq, ID: epoch})
+			}
+		}
+		if l.needPin.Swap(false) {
+			l.writeEnvelope(&codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlPing)})
+		}
+	}
+}
+
+// read receives frames until the link fails, then hands the session to the
+// next link.
+func (l *plink) read() {
+	p, n := l.p, l.p.n
+	err := l.readFrames()
+	l.close()
+	p.mu.Lock()
+	active := p.link == l
+	if active {
+		p.link, p.ready = nil, false
+	}
+	alive := p.state == stateAlive
+	p.mu.Unlock()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, transport.ErrClosed) && n.ctx.Err() == nil {
+		n.log.Debug("link down", "peer", p.id, "err", err)
+	}
+	if active && alive && n.ctx.Err() == nil {
+		n.dial(p, 0)
+	}
+}
+
+// readFrames is read's loop; it returns why the link ended.
+func (l *plink) readFrames() error {
+	p, n := l.p, l.p.n
+	lim := codec.Limits{}
+	var pendingBytes int
+	first := true
+	for {
+		b, err := l.tl.Recv(n.ctx)
+		if err != nil {
+			return err
+		}
+		l.recvd.Add(1)
+		var e codec.Envelope
+		if err := codec.ParseEnvelope(b, &e, lim); err != nil {
+			return n.protocolError(p, err)
+		}
+		if first {
+			first = false
+			if e.Kind != codec.KindControl || string(e.Topic) != ctlHello || e.Seq != 0 {
+				return n.protocolError(p, errors.New("first envelope is not a hello"))
+			}
+			var h hello
+			if err := codec.Msgpack.Unmarshal(e.Body, &h); err != nil || h.Epoch == 0 || h.FirstSeq == 0 {
+				return n.protocolError(p, errors.New("malformed hello"))
+			}
+			p.resume(h)
+			l.helloCh <- h
+			continue
+		}
+		if e.Seq == 0 {
+			switch {
+			case e.Kind == codec.KindAck:
+				p.applyAck(e.ID, e.Ack)
+			case e.Kind == codec.KindControl && string(e.Topic) == ctlPing:
+			case e.Kind == codec.KindControl && string(e.Topic) == ctlLeave:
+				n.peerLeft(p, "it closed")
+				return nil
+			default:
+				return n.protocolError(p, errors.New("unsequenced "+e.Kind.String()+" envelope"))
+			}
+			continue
+		}
+		p.inMu.Lock()
+		cur := p.recvSeq.Load()
+		if e.Seq <= cur {
+			p.inMu.Unlock()
+			p.dups.Add(1)
+			continue
+		}
+		if e.Seq != cur+1 {
+			p.inMu.Unlock()
+			return n.protocolError(p, errors.New("sequence gap"))
+		}
+		p.recvSeq.Store(e.Seq)
+		err = n.dispatch(p, &e, len(b))
+		p.inMu.Unlock()
+		p.recv.Add(1)
+		if err != nil {
+			return err
+		}
+		pendingBytes += len(b)
+		if pendingBytes >= ackBytes {
+			pendingBytes = 0
+			l.needAck.Store(true)
+			signal(l.kick)
+		} else if !l.armed.Swap(true) {
+			l.timer.Reset(ackDelay)
+		}
+	}
+}
