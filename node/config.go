@@ -121,7 +121,7 @@ type Undelivered struct {
 // withDefaults returns a copy of c with defaults filled in, or an error
 // saying which field is wrong.
 func (c Config) withDefaults() (Config, error) {
-	if err := validName(c.Name); err != nil {
+	if err := discoCheckName(c.Name); err != nil {
 		return c, err
 	}
 	if len(c.Key) == 0 {
@@ -161,20 +161,4 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, nil
-}
-
-// validName reports whether s is a usable stable node name. The '#' that
-// separates it from the boot id in member IDs is excluded on purpose.
-func validName(s string) error {
-	if len(s) == 0 || len(s) > 64 {
-		return fmt.Errorf("node: name %q must be 1 to 64 characters", s)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
-			continue
-		}
-		return fmt.Errorf("node: name %q may only hold letters, digits, '.', '_' and '-'", s)
-	}
-	return nil
 }

@@ -184,7 +184,7 @@ func (n *Node) acceptLoop() {
 // splitID splits a member ID into its stable name and boot id.
 func splitID(id string) (name, boot string, ok bool) {
 	name, boot, ok = strings.Cut(id, "#")
-	if !ok || validName(name) != nil || len(boot) != 16 {
+	if !ok || discoCheckName(name) != nil || len(boot) != 16 {
 		return "", "", false
 	}
 	if _, err := hex.DecodeString(boot); err != nil {
