@@ -21,7 +21,7 @@ const (
 	KindReply
 
 	// KindError answers the request whose ID it carries when its handler
-	// failed; Body holds the error message as a msgpack str.
+	// failed; Body holds [code, message] (docs/protocol.md §6.3).
 	KindError
 
 	// KindAck carries only an acknowledgement (the Ack field) and no payload.
