@@ -123,9 +123,14 @@ func ccSend(e *env) error {
 	}
 	defer n.Close()
 	p := make([]byte, e.p.Size)
+	// Send returns at once while the peer's queue has room, whatever its
+	// ctx: the loop checks the flag, ctx only ends a Send that waits.
+	var stopped atomic.Bool
+	go func() { e.waitStop(); stopped.Store(true) }()
 	e.emit(report{Ev: "ready"})
+	t0 := time.Now()
 	var sent int64
-	for {
+	for !stopped.Load() {
 		if err := n.Send(e.stop, e.p.Peer, topicSink, p); err != nil {
 			if e.stop.Err() != nil {
 				break
@@ -134,12 +139,13 @@ func ccSend(e *env) error {
 		}
 		sent++
 	}
+	secs := time.Since(t0).Seconds()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := n.Flush(ctx); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
-	e.emit(report{Ev: "done", Count: sent, Dropped: undelivered.Load()})
+	e.emit(report{Ev: "done", Count: sent, Secs: secs, Dropped: undelivered.Load()})
 	return nil
 }
 

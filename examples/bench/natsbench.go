@@ -131,7 +131,7 @@ func startNATS(ctx context.Context) (*natsServer, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	c, err := startProc(ctx, "nats-server", []string{bin, "-a", "127.0.0.1", "-p", "-1", "-m", "-1", "--ports_file_dir", dir}, nil)
+	c, err := startProc(ctx, "nats-server", []string{bin, "-a", "127.0.0.1", "-p", "-1", "-m", "-1", "--ports_file_dir", dir}, false)
 	if err != nil {
 		return nil, err
 	}
@@ -221,6 +221,7 @@ func natsPub(e *env) error {
 	go func() { e.waitStop(); stopped.Store(true) }()
 	p := make([]byte, e.p.Size)
 	e.emit(report{Ev: "ready"})
+	t0 := time.Now()
 	var n int64
 	for !stopped.Load() {
 		for range 64 {
@@ -230,10 +231,11 @@ func natsPub(e *env) error {
 		}
 		n += 64
 	}
+	secs := time.Since(t0).Seconds()
 	if err := nc.FlushTimeout(30 * time.Second); err != nil {
 		return err
 	}
-	e.emit(report{Ev: "done", Count: n})
+	e.emit(report{Ev: "done", Count: n, Secs: secs})
 	return nil
 }
 

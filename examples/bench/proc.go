@@ -139,7 +139,7 @@ func spawn(ctx context.Context, s spec) (*child, error) {
 	if s.p.Name != "" {
 		name += " " + s.p.Name
 	}
-	c, err := startProc(ctx, name, argv, nil)
+	c, err := startProc(ctx, name, argv, true)
 	if err != nil {
 		return nil, err
 	}
@@ -154,14 +154,15 @@ func spawn(ctx context.Context, s spec) (*child, error) {
 	return c, nil
 }
 
-// startProc starts argv with piped stdin and JSON-lines stdout. extraEnv is
-// appended to the environment.
-func startProc(ctx context.Context, name string, argv []string, extraEnv []string) (*child, error) {
+// startProc starts argv with piped stdin and JSON-lines stdout. When ctx
+// ends the process is killed; one of our own children (a Go program) first
+// gets SIGQUIT, so that its stderr shows where it was stuck.
+func startProc(ctx context.Context, name string, argv []string, ours bool) (*child, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.WaitDelay = 2 * time.Second
-	if extraEnv != nil {
-		cmd.Env = append(os.Environ(), extraEnv...)
+	cmd.WaitDelay = 3 * time.Second
+	if ours {
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGQUIT) }
 	}
 	c := &child{name: name, cmd: cmd, done: make(chan struct{}), notify: make(chan struct{}, 1)}
 	cmd.Stderr = &c.stderr
@@ -246,7 +247,11 @@ func (c *child) expect(ctx context.Context, ev string) (report, error) {
 		select {
 		case <-c.notify:
 		case <-ctx.Done():
-			return report{}, fmt.Errorf("%s: waiting for %q: %w%s", c.name, ev, context.Cause(ctx), c.stderrTail())
+			err := fmt.Errorf("%s: waiting for %q: %w", c.name, ev, context.Cause(ctx))
+			if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+				err = fmt.Errorf("%w%s", err, c.dumpStacks())
+			}
+			return report{}, err
 		}
 	}
 }
@@ -301,10 +306,33 @@ func (c *child) stderrTail() string {
 	if t == "" {
 		return ""
 	}
+	if len(t) > 4096 {
+		t = "..." + t[len(t)-4096:]
+	}
 	return "\n  " + c.name + " stderr: " + strings.ReplaceAll(t, "\n", "\n    ")
 }
 
-// tailBuffer keeps the last 8 KiB written to it.
+// dumpStacks makes a child that seems stuck print its goroutines (SIGQUIT),
+// saves its stderr to a file and says where.
+func (c *child) dumpStacks() string {
+	if c.stopSig != nil { // not one of ours
+		return c.stderrTail()
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGQUIT) // ctx's end has sent it already, unless ctx is a parent's
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+	}
+	f, err := os.CreateTemp("", "conclave-bench-stuck-*.txt")
+	if err != nil {
+		return c.stderrTail()
+	}
+	defer f.Close()
+	_, _ = io.WriteString(f, c.stderr.String())
+	return fmt.Sprintf("\n  %s stopped answering; its goroutines (SIGQUIT) are in %s", c.name, f.Name())
+}
+
+// tailBuffer keeps the last 1 MiB written to it.
 type tailBuffer struct {
 	mu  sync.Mutex
 	buf []byte
@@ -314,7 +342,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - 8192; over > 0 {
+	if over := len(t.buf) - 1<<20; over > 0 {
 		t.buf = t.buf[over:]
 		if i := bytes.IndexByte(t.buf, '\n'); i >= 0 {
 			t.buf = t.buf[i+1:]

@@ -13,6 +13,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 const rawBuf = 64 << 10
@@ -96,6 +97,7 @@ func rawSend(e *env) error {
 	w := bufio.NewWriterSize(conn, rawBuf)
 	p := make([]byte, e.p.Size)
 	e.emit(report{Ev: "ready"})
+	t0 := time.Now()
 	var n int64
 	for !stopped.Load() {
 		for range 64 {
@@ -105,10 +107,11 @@ func rawSend(e *env) error {
 		}
 		n += 64
 	}
+	secs := time.Since(t0).Seconds()
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	e.emit(report{Ev: "done", Count: n})
+	e.emit(report{Ev: "done", Count: n, Secs: secs})
 	return nil
 }
 

@@ -118,6 +118,7 @@ func (r *Results) summarise() {
 		}
 		m := &tput{MsgsPerSec: medianOf(c.Runs, func(t tput) float64 { return t.MsgsPerSec })}
 		m.MBPerSec = m.MsgsPerSec * float64(c.Size) / 1e6
+		m.SentPerSec = medianOf(c.Runs, func(t tput) float64 { return t.SentPerSec })
 		for _, t := range c.Runs {
 			m.Drops += t.Drops
 		}

@@ -41,6 +41,10 @@ type tput struct {
 	MsgsPerSec float64 `json:"msgs_per_s"`
 	MBPerSec   float64 `json:"mb_per_s"`
 	Drops      int64   `json:"drops,omitempty"`
+	// SentPerSec is the sender's rate over its whole sending time (warm-up
+	// included, final flush excluded): well above MsgsPerSec means messages
+	// queued up somewhere.
+	SentPerSec float64 `json:"sent_per_s"`
 }
 
 // lat is one request/reply run. Latencies in microseconds.
@@ -142,6 +146,9 @@ func runOneWay(ctx context.Context, c *cfg, sys string, size int) (res tput, err
 	res.MsgsPerSec = float64(out.Count) / out.Secs
 	res.MBPerSec = res.MsgsPerSec * float64(size) / 1e6
 	res.Drops = out.Dropped + done.Dropped
+	if done.Secs > 0 {
+		res.SentPerSec = float64(done.Count) / done.Secs
+	}
 	if ns != nil {
 		sc, err := ns.slowConsumers()
 		if err != nil {
