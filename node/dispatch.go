@@ -19,7 +19,7 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 	case codec.KindData:
 		return p.inbox.put(n.ctx, inMsg{
 			from:  p,
-			msg:   Msg{From: p.name, FromID: p.id, Topic: string(e.Topic), body: e.Body, flags: e.Flags},
+			msg:   Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags},
 			id:    e.ID,
 			size:  size,
 			reply: e.Flags&(flagPublish|flagBroadcast) == 0,
@@ -30,7 +30,7 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 		case <-n.done:
 			return ErrClosed
 		}
-		m := &Msg{From: p.name, FromID: p.id, Topic: string(e.Topic), body: e.Body, flags: e.Flags}
+		m := &Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags}
 		id := e.ID
 		n.wg.Add(1)
 		go func() {
@@ -59,7 +59,7 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 
 // serve runs the handler for a request from p and sends its answer.
 func (n *Node) serve(p *peer, id uint64, m *Msg) {
-	s := n.local.handler([]byte(m.Topic))
+	s := n.local.handler(m.Topic)
 	if s == nil {
 		n.sendError(p, id, m.Topic, codeNoResponders, "no handler for topic "+m.Topic)
 		return
@@ -111,7 +111,7 @@ func (n *Node) runMsgHandler(s *Subscription, m *Msg) {
 // handled one at a time, in order.
 func (n *Node) deliver(im *inMsg) {
 	m := &im.msg
-	topic := []byte(m.Topic)
+	topic := m.Topic
 	if m.flags&flagQueue != 0 {
 		if s := n.local.bySub(im.id); s != nil && s.kind == interestQueue && s.topic == m.Topic {
 			n.runMsgHandler(s, m)

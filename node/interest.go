@@ -107,18 +107,32 @@ func (t *localTable) remove(s *Subscription) {
 }
 
 // handler returns the handler for topic, or nil.
-func (t *localTable) handler(topic []byte) *Subscription {
+func (t *localTable) handler(topic string) *Subscription {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.handlers[string(topic)]
+	return t.handlers[topic]
 }
 
 // subs returns the plain subscriptions to topic; the slice is never
 // modified in place, so it may be used after the lock is released.
-func (t *localTable) subs(topic []byte) []*Subscription {
+func (t *localTable) subs(topic string) []*Subscription {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.plain[string(topic)]
+	return t.plain[topic]
+}
+
+// intern returns topic as a string, without allocating when this node has
+// a handler or subscription for it (the usual case for received messages).
+func (t *localTable) intern(topic []byte) string {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if s, ok := t.handlers[string(topic)]; ok {
+		return s.topic
+	}
+	if subs := t.plain[string(topic)]; len(subs) > 0 {
+		return subs[0].topic
+	}
+	return string(topic)
 }
 
 func (t *localTable) bySub(sid uint64) *Subscription {

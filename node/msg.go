@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"sync"
 
 	"github.com/seed0811993b/conclave/codec"
 )
@@ -57,4 +58,27 @@ func appendPayload(dst []byte, v any) ([]byte, uint8, error) {
 	}
 	out, err := codec.AppendMarshal(dst, v)
 	return out, 0, err
+}
+
+// scratch holds payload encodings on their way into frames, which copy
+// them, so that a send allocates only the frame it keeps for resending.
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// maxScratch is the largest buffer returned to the pool.
+const maxScratch = 64 << 10
+
+// encodePayload encodes v into a scratch buffer, which the caller hands
+// back with releaseScratch once the bytes have been copied.
+func encodePayload(v any) (bp *[]byte, body []byte, flags uint8, err error) {
+	bp = scratch.Get().(*[]byte)
+	body, flags, err = appendPayload((*bp)[:0], v)
+	return bp, body, flags, err
+}
+
+// releaseScratch returns a buffer from encodePayload, now holding body.
+func releaseScratch(bp *[]byte, body []byte) {
+	if cap(body) <= maxScratch {
+		*bp = body[:0]
+		scratch.Put(bp)
+	}
 }

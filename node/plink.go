@@ -177,7 +177,9 @@ func (l *plink) readFrames() error {
 	var pendingBytes int
 	first := true
 	for {
-		b, err := l.tl.Recv(n.ctx)
+		// No context: a cancellable one costs a timer per frame, and the link
+		// is closed when the node or the session ends.
+		b, err := l.tl.Recv(context.Background())
 		if err != nil {
 			return err
 		}

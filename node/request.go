@@ -59,7 +59,8 @@ func (n *Node) request(ctx context.Context, to, topic string, v any) (*Msg, erro
 	if err := checkTopic(topic); err != nil {
 		return nil, err
 	}
-	body, flags, err := appendPayload(nil, v)
+	bp, body, flags, err := encodePayload(v)
+	defer releaseScratch(bp, body)
 	if err != nil {
 		return nil, fmt.Errorf("node: encoding the request: %w", err)
 	}
@@ -140,7 +141,7 @@ func (p *peer) complete(e *codec.Envelope) {
 
 // requestLocal runs this node's own handler for a request to itself.
 func (n *Node) requestLocal(ctx context.Context, topic string, body []byte, flags uint8) (*Msg, error) {
-	s := n.local.handler([]byte(topic))
+	s := n.local.handler(topic)
 	if s == nil {
 		return nil, &RemoteError{Node: n.cfg.Name, Topic: topic, Code: codeNoResponders, Message: "no handler for topic " + topic}
 	}
@@ -171,7 +172,7 @@ func (n *Node) RequestAny(ctx context.Context, topic string, v, out any) error {
 // servers returns the names of the members that handle topic.
 func (n *Node) servers(topic string) []string {
 	var out []string
-	if n.local.handler([]byte(topic)) != nil {
+	if n.local.handler(topic) != nil {
 		out = append(out, n.cfg.Name)
 	}
 	n.routes.mu.RLock()

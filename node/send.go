@@ -24,16 +24,21 @@ func (n *Node) Send(ctx context.Context, to, topic string, v any) error {
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
-	body, flags, err := appendPayload(nil, v)
-	if err != nil {
-		return fmt.Errorf("node: encoding the message: %w", err)
-	}
 	if to == n.cfg.Name {
+		body, flags, err := appendPayload(nil, v)
+		if err != nil {
+			return fmt.Errorf("node: encoding the message: %w", err)
+		}
 		return n.deliverLocal(ctx, topic, body, flags, 0, true)
 	}
 	p, err := n.lookup(to)
 	if err != nil {
 		return err
+	}
+	bp, body, flags, err := encodePayload(v)
+	defer releaseScratch(bp, body)
+	if err != nil {
+		return fmt.Errorf("node: encoding the message: %w", err)
 	}
 	return p.send(ctx, &codec.Envelope{Kind: codec.KindData, Flags: flags, Topic: []byte(topic), Body: body}, false)
 }
@@ -77,7 +82,7 @@ func (n *Node) Publish(ctx context.Context, topic string, v any) error {
 		return fmt.Errorf("node: encoding the message: %w", err)
 	}
 	flags |= flagPublish
-	if len(n.local.subs([]byte(topic))) > 0 {
+	if len(n.local.subs(topic)) > 0 {
 		if err := n.deliverLocal(ctx, topic, body, flags, 0, false); err != nil {
 			return err
 		}
