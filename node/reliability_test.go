@@ -148,3 +148,108 @@ func TestNoLossAcrossCuts(t *testing.T) {
 		t.Fatalf("%d messages reported undeliverable", a.Stats().Undeliverable)
 	}
 }
+
+// freezeDialer dials connections that can be frozen: writes vanish and
+// reads never return, as across a silent partition where no RST or FIN
+// ever arrives.
+type freezeDialer struct {
+	mu    sync.Mutex
+	conns []*freezable
+}
+
+type freezable struct {
+	net.Conn
+	frozen chan struct{}
+	once   sync.Once
+}
+
+func (c *freezable) freeze() { c.once.Do(func() { close(c.frozen) }) }
+
+func (c *freezable) Write(p []byte) (int, error) {
+	select {
+	case <-c.frozen:
+		return len(p), nil
+	default:
+		return c.Conn.Write(p)
+	}
+}
+
+func (c *freezable) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	select {
+	case <-c.frozen:
+		// Swallow what arrives; return only when the connection closes.
+		for err == nil {
+			_, err = c.Conn.Read(p)
+		}
+		return 0, err
+	default:
+		return n, err
+	}
+}
+
+func (d *freezeDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	f := &freezable{Conn: c, frozen: make(chan struct{})}
+	d.mu.Lock()
+	d.conns = append(d.conns, f)
+	d.mu.Unlock()
+	return f, nil
+}
+
+func (d *freezeDialer) freezeAll() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range d.conns {
+		c.freeze()
+	}
+}
+
+// TestSilentPartitionIsNoticed: a link that goes silent without closing is
+// dropped after the heartbeat timeout and re-dialled, and the messages sent
+// meanwhile arrive, once each.
+func TestSilentPartitionIsNoticed(t *testing.T) {
+	d := &freezeDialer{}
+	nodes := startCluster(t, 2, func(i int, c *Config) {
+		c.NetDialer = d
+		c.HeartbeatInterval, c.HeartbeatTimeout = 50*time.Millisecond, 300*time.Millisecond
+	})
+	a, b := nodes[0], nodes[1]
+	got := make(chan int, 100)
+	b.Handle("n", func(ctx context.Context, m *Msg) (any, error) {
+		var v int
+		m.Decode(&v)
+		got <- v
+		return nil, nil
+	})
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.servers("n")) == 1 })
+	ctx := testCtx(t, 10*time.Second)
+	frozenAt := time.Now()
+	d.freezeAll()
+	for i := range 10 {
+		if err := a.Send(ctx, "n1", "n", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 10 {
+		select {
+		case v := <-got:
+			if v != i {
+				t.Fatalf("got %d, want %d", v, i)
+			}
+		case <-ctx.Done():
+			t.Fatalf("message %d never arrived after the partition", i)
+		}
+	}
+	took := time.Since(frozenAt)
+	t.Logf("messages sent into a silent link arrived after %v (heartbeat timeout 300 ms)", took)
+	if took < 300*time.Millisecond {
+		t.Fatalf("arrived after %v: the link was not frozen", took)
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
