@@ -40,8 +40,9 @@ func (m *Msg) Decode(v any) error {
 
 // Handler serves a topic: its result is the reply to a request, and is
 // ignored for one-way messages. A returned error reaches the requester as a
-// *RemoteError carrying its message. ctx ends when the requester's deadline
-// (as far as the node knows it) passes or the node closes.
+// *RemoteError carrying its message. ctx ends when the node closes; the
+// requester's deadline does not travel with the request, so a handler that
+// may run long should bound itself.
 type Handler func(ctx context.Context, m *Msg) (any, error)
 
 // MsgHandler receives published messages.
