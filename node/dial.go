@@ -30,8 +30,11 @@ var codecLeave = codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlLeave)
 // dial starts dialling p after delay unless a link exists, a dial is
 // already running, or p has no known address.
 func (n *Node) dial(p *peer, delay time.Duration) {
+	if n.closing() { // before p.mu: the lock order is n.mu, then p.mu
+		return
+	}
 	p.mu.Lock()
-	if p.dialing || p.link != nil || p.state != stateAlive || !p.addr.IsValid() || n.ctx.Err() != nil {
+	if p.dialing || p.link != nil || p.state != stateAlive || !p.addr.IsValid() {
 		p.mu.Unlock()
 		return
 	}

@@ -45,7 +45,7 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 		case ctlInterest:
 			return n.applyInterest(p, e.Body)
 		case ctlLeave:
-			n.peerLeft(p, "it left the cluster")
+			// Handled by the link's reader, which acknowledges it first.
 		case ctlResync:
 			n.resync(p)
 		default:

@@ -55,7 +55,7 @@ func TestCrashFailsPendingLoudly(t *testing.T) {
 		<-block // a hung handler: it does not even see b die
 		return nil, nil
 	})
-	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.servers("stuck")) == 1 })
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.Servers("stuck")) == 1 })
 	ctx := testCtx(t, 20*time.Second)
 
 	reqErr := make(chan error, 1)
@@ -144,7 +144,7 @@ func TestRestartFailsOldIncarnation(t *testing.T) {
 		}
 		return nil, nil
 	})
-	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.servers("stuck")) == 1 })
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.Servers("stuck")) == 1 })
 	ctx := testCtx(t, 10*time.Second)
 	reqErr := make(chan error, 1)
 	go func() { reqErr <- a.Request(ctx, "n1", "stuck", nil, nil) }()
@@ -170,7 +170,7 @@ func TestRestartFailsOldIncarnation(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2.Handle("hi", func(ctx context.Context, m *Msg) (any, error) { return "new", nil })
-	waitFor(t, "new handler known", 2*time.Second, func() bool { return len(a.servers("hi")) == 1 })
+	waitFor(t, "new handler known", 2*time.Second, func() bool { return len(a.Servers("hi")) == 1 })
 	if s, err := Call[string](ctx, a, "n1", "hi", nil); err != nil || s != "new" {
 		t.Fatalf("request to the new incarnation: %q, %v", s, err)
 	}
@@ -191,7 +191,7 @@ func TestLeaveIsGraceful(t *testing.T) {
 		mu.Unlock()
 		return nil, nil
 	})
-	waitFor(t, "handler known", 2*time.Second, func() bool { return len(b.servers("n")) == 1 })
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(b.Servers("n")) == 1 })
 	ctx := testCtx(t, 10*time.Second)
 	for i := range 1000 {
 		if err := b.Send(ctx, "n0", "n", i); err != nil {
@@ -293,7 +293,7 @@ func TestBackpressure(t *testing.T) {
 		handled.Done()
 		return nil, nil
 	})
-	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.servers("slow")) == 1 })
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.Servers("slow")) == 1 })
 	ctx := testCtx(t, 10*time.Second)
 	payload := make([]byte, 512)
 	n := 0

@@ -22,7 +22,7 @@ func TestSendIsOrdered(t *testing.T) {
 		got <- v
 		return nil, nil
 	})
-	waitFor(t, "b's handler known at a", 5*time.Second, func() bool { return len(a.servers("count")) == 1 })
+	waitFor(t, "b's handler known at a", 5*time.Second, func() bool { return len(a.Servers("count")) == 1 })
 	ctx := testCtx(t, 20*time.Second)
 	for i := range total {
 		if err := a.Send(ctx, "n1", "count", i); err != nil {
@@ -207,7 +207,7 @@ func TestBroadcastAndGather(t *testing.T) {
 		})
 	}
 	a := nodes[0]
-	waitFor(t, "handlers known", 2*time.Second, func() bool { return len(a.servers("ping")) == 3 })
+	waitFor(t, "handlers known", 2*time.Second, func() bool { return len(a.Servers("ping")) == 3 })
 	ctx := testCtx(t, 10*time.Second)
 	if err := a.Broadcast(ctx, "ping", nil); err != nil {
 		t.Fatal(err)

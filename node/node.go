@@ -240,11 +240,9 @@ func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[strin
 	if fromGossip {
 		p.addr, p.tags = addr, tags
 	}
-	// A process replaced by a newer one under its name stays dead, even
-	// if stale gossip about it arrives.
-	superseded := errors.Is(p.stateErr, ErrPeerRestarted)
+	dead := p.state != stateAlive
 	p.mu.Unlock()
-	revived := !created && !superseded && p.revive()
+	revived := !created && dead && p.revive()
 	var old *peer
 	if created || revived {
 		old = n.byName[name]
@@ -255,8 +253,8 @@ func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[strin
 		n.sendSnapshotLocked(p)
 	}
 	n.routes.order.Unlock()
-	if superseded {
-		return nil
+	if dead && !revived {
+		return nil // left, or replaced by a restart: stale news
 	}
 
 	if old != nil && old != p {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -299,13 +300,16 @@ func (p *peer) end(state peerState, err error, reason string) bool {
 	return true
 }
 
-// revive makes a peer that failed or left alive again: it was seen again
-// under the same boot id, so the process is the same one and its inbound
-// stream state still applies. The outbound stream starts a new epoch.
+// revive makes a peer that was declared failed alive again: it was seen
+// again under the same boot id, so the process is the same one and its
+// inbound stream state still applies. The outbound stream starts a new
+// epoch.
 func (p *peer) revive() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.state == stateAlive {
+	// Only a failure can be a false alarm: a process that left or was
+	// replaced by a restart never comes back under its boot id.
+	if p.state != stateFailed || errors.Is(p.stateErr, ErrPeerRestarted) || errors.Is(p.stateErr, ErrClosed) {
 		return false
 	}
 	p.state, p.stateErr = stateAlive, nil

@@ -165,7 +165,7 @@ func (l *plink) read() {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, transport.ErrClosed) && n.ctx.Err() == nil {
 		n.log.Debug("link down", "peer", p.id, "err", err)
 	}
-	if active && alive && n.ctx.Err() == nil {
+	if active && alive && !n.closing() {
 		n.dial(p, 0)
 	}
 }
@@ -232,6 +232,13 @@ func (l *plink) readFrames() error {
 		if err != nil {
 			return err
 		}
+		if e.Kind == codec.KindControl && string(e.Topic) == ctlLeave {
+			// The peer's Leave waits for this acknowledgement, which the
+			// delayed-ack timer would send after the link is gone.
+			l.ackNow()
+			n.peerLeft(p, "it left the cluster")
+			return nil
+		}
 		pendingBytes += len(b)
 		if pendingBytes >= ackBytes {
 			pendingBytes = 0
@@ -241,4 +248,17 @@ func (l *plink) readFrames() error {
 			l.timer.Reset(ackDelay)
 		}
 	}
+}
+
+// ackNow writes an acknowledgement of everything accepted so far and waits
+// briefly for it to reach the connection.
+func (l *plink) ackNow() {
+	epoch, seq, ok := l.p.inPos()
+	if !ok {
+		return
+	}
+	l.writeEnvelope(&codec.Envelope{Kind: codec.KindAck, Ack: seq, ID: epoch})
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	l.tl.Flush(ctx)
 }

@@ -225,7 +225,7 @@ func TestSilentPartitionIsNoticed(t *testing.T) {
 		got <- v
 		return nil, nil
 	})
-	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.servers("n")) == 1 })
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.Servers("n")) == 1 })
 	ctx := testCtx(t, 10*time.Second)
 	frozenAt := time.Now()
 	d.freezeAll()

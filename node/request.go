@@ -161,7 +161,7 @@ func (n *Node) requestLocal(ctx context.Context, topic string, body []byte, flag
 // (this node included), taking them in turn, and decodes the reply into
 // out. With no handler anywhere it fails at once with ErrNoResponders.
 func (n *Node) RequestAny(ctx context.Context, topic string, v, out any) error {
-	targets := n.servers(topic)
+	targets := n.Servers(topic)
 	if len(targets) == 0 {
 		return fmt.Errorf("%w: nobody handles %q", ErrNoResponders, topic)
 	}
@@ -169,8 +169,10 @@ func (n *Node) RequestAny(ctx context.Context, topic string, v, out any) error {
 	return n.Request(ctx, to, topic, v, out)
 }
 
-// servers returns the names of the members that handle topic.
-func (n *Node) servers(topic string) []string {
+// Servers returns the names of the members that handle topic (Handle),
+// this node included, as far as this node knows: a handler registered
+// elsewhere is known here within a round trip of the link.
+func (n *Node) Servers(topic string) []string {
 	var out []string
 	if n.local.handler(topic) != nil {
 		out = append(out, n.cfg.Name)
@@ -195,7 +197,7 @@ type Response struct {
 // that had not answered by then get a Response with ctx's error. It fails
 // with ErrNoResponders only when nobody handles topic.
 func (n *Node) Gather(ctx context.Context, topic string, v any) ([]Response, error) {
-	targets := n.servers(topic)
+	targets := n.Servers(topic)
 	if len(targets) == 0 {
 		return nil, fmt.Errorf("%w: nobody handles %q", ErrNoResponders, topic)
 	}

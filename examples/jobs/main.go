@@ -1,0 +1,78 @@
+// Command jobs is a distributed job runner on conclave nodes: a
+// coordinator hands jobs to worker processes, each job to one worker, and
+// re-runs the jobs of a worker that dies.
+//
+// Usage:
+//
+//	jobs                                         demo: a coordinator and 3 worker processes, one killed midway
+//	jobs [-key FILE] coordinator -bind ADDR [-jobs N] [-workers N]
+//	jobs [-key FILE] worker -name NAME -join ADDR
+//
+// The key comes from -key or $CONCLAVE_KEY_FILE (make one with `conclave
+// keygen -o FILE`); the demo makes a throwaway key and hands it to its
+// workers on their standard input, never on the command line.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+
+	"github.com/seed0811993b/conclave/auth"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, os.Args[1:], bufio.NewReader(os.Stdin), os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "jobs:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("jobs", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keyFile := fs.String("key", os.Getenv("CONCLAVE_KEY_FILE"), "cluster key `file` (default $CONCLAVE_KEY_FILE)")
+	keyStdin := fs.Bool("key-stdin", false, "read the key, in hex, from the first line of standard input (how the demo starts workers)")
+	bind := fs.String("bind", "127.0.0.1:0", "gossip `address` to bind")
+	join := fs.String("join", "", "gossip `address` of a member to join")
+	name := fs.String("name", "", "worker `name`")
+	jobs := fs.Int("jobs", 30, "jobs to run (coordinator)")
+	workers := fs.Int("workers", 1, "workers to wait for before starting (coordinator)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return demo(ctx, stdout)
+	}
+	var key auth.Key
+	var err error
+	switch {
+	case *keyStdin:
+		key, err = readKeyLine(stdin)
+	case *keyFile != "":
+		key, err = auth.LoadKeyFile(*keyFile)
+	default:
+		err = errors.New("no key: pass -key FILE or set CONCLAVE_KEY_FILE (make one with `conclave keygen -o FILE`)")
+	}
+	if err != nil {
+		return err
+	}
+	switch fs.Arg(0) {
+	case "coordinator":
+		return coordinate(ctx, key, *bind, *jobs, *workers, stdout)
+	case "worker":
+		if *name == "" || *join == "" {
+			return errors.New("worker needs -name NAME and -join ADDR")
+		}
+		return work(ctx, key, *name, *bind, *join, stdin, stdout)
+	}
+	fs.Usage()
+	return errors.New("usage: jobs [-key FILE] coordinator -bind ADDR | worker -name NAME -join ADDR")
+}
