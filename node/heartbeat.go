@@ -29,6 +29,7 @@ func (n *Node) heartbeat() {
 				delete(n.byID, id)
 				if n.byName[p.name] == p {
 					delete(n.byName, p.name)
+					n.publishNames()
 				}
 				continue
 			}

@@ -40,9 +40,10 @@ type Node struct {
 
 	mu       sync.Mutex
 	byID     map[string]*peer
-	byName   map[string]*peer // the newest live incarnation of each name
-	leaving  bool
-	changeCh chan struct{} // closed and replaced when peers change
+	byName   map[string]*peer                 // the newest live incarnation of each name
+	names    atomic.Pointer[map[string]*peer] // a copy of byName for lock-free lookups
+	leaving  atomic.Bool                      // Leave or Close began: no new sends
+	changeCh chan struct{}                    // closed and replaced when peers change
 
 	local  localTable // this node's handlers and subscriptions
 	routes routeTable // what the other members want
@@ -75,6 +76,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		self:     newInbox(cfg.InboxBytes),
 	}
 	n.id = cfg.Name + "#" + n.boot
+	n.publishNames()
 	n.log = cfg.Logger.With("node", n.id)
 	n.local.init()
 	n.routes.init()
@@ -247,6 +249,7 @@ func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[strin
 	if created || revived {
 		old = n.byName[name]
 		n.byName[name] = p
+		n.publishNames()
 	}
 	n.mu.Unlock()
 	if created || revived {
@@ -317,16 +320,24 @@ func (n *Node) changed() {
 
 // lookup returns the live peer named name.
 func (n *Node) lookup(name string) (*peer, error) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.leaving || n.ctx.Err() != nil {
+	if n.closing() {
 		return nil, ErrClosed
 	}
-	p := n.byName[name]
-	if p == nil || !p.alive() {
+	p := (*n.names.Load())[name]
+	if p == nil || !p.up.Load() {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownNode, name)
 	}
 	return p, nil
+}
+
+// publishNames makes the current byName readable without the lock, for
+// the send path. Callers hold n.mu.
+func (n *Node) publishNames() {
+	m := make(map[string]*peer, len(n.byName))
+	for k, v := range n.byName {
+		m[k] = v
+	}
+	n.names.Store(&m)
 }
 
 // livePeers returns the peers that are alive.
@@ -428,9 +439,7 @@ func (n *Node) SetTags(tags map[string]string) error {
 // first, the rest is reported as undeliverable and Leave returns ctx's
 // error after closing.
 func (n *Node) Leave(ctx context.Context) error {
-	n.mu.Lock()
-	n.leaving = true
-	n.mu.Unlock()
+	n.leaving.Store(true)
 	err := n.Flush(ctx)
 	if err == nil {
 		for _, p := range n.livePeers() {
@@ -480,9 +489,7 @@ func (n *Node) Close() error {
 
 // shutdown stops everything Start started.
 func (n *Node) shutdown() {
-	n.mu.Lock()
-	n.leaving = true
-	n.mu.Unlock()
+	n.leaving.Store(true)
 	n.cancel()
 	if n.disco != nil {
 		n.disco.shutdown()

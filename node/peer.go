@@ -50,7 +50,7 @@ type peer struct {
 	tags      map[string]string
 	epoch     uint64 // our outbound stream's id, random per session
 	acked     uint64 // cumulative ack received for epoch
-	unacked   []outFrame
+	unacked   frameQueue
 	queued    int           // bytes of unacked
 	room      chan struct{} // closed when unacked shrinks or state changes
 	link      *plink        // newest link
@@ -67,6 +67,8 @@ type peer struct {
 	inMu    sync.Mutex
 	inEpoch atomic.Uint64 // the peer's outbound stream being received; 0 while it changes
 	recvSeq atomic.Uint64 // last sequence number accepted from it
+
+	up atomic.Bool // state == stateAlive, readable without p.mu
 
 	sent, resent, recv, dups atomic.Uint64
 }
@@ -113,7 +115,7 @@ type outFrame struct {
 }
 
 func newPeer(n *Node, id, name, boot string) *peer {
-	return &peer{
+	p := &peer{
 		n: n, id: id, name: name, boot: boot,
 		inbox:     newInbox(n.cfg.InboxBytes),
 		state:     stateAlive,
@@ -123,6 +125,8 @@ func newPeer(n *Node, id, name, boot string) *peer {
 		pending:   make(map[uint64]*call),
 		interests: make(map[uint64]interestOp),
 	}
+	p.up.Store(true)
+	return p
 }
 
 // newEpoch returns a random non-zero stream id.
@@ -146,18 +150,38 @@ const frameOverhead = 48
 func (p *peer) send(ctx context.Context, e *codec.Envelope, control bool) error {
 	size := len(e.Topic) + len(e.Body) + frameOverhead
 	max := p.n.cfg.SendQueueBytes
-	p.mu.Lock()
 	for {
+		// The sequence number is taken and the frame handed to the link
+		// under sendMu, so frames reach the link in sequence order.
+		p.sendMu.Lock()
+		e.Seq = p.nextSeq
+		b := codec.AppendEnvelope(make([]byte, 0, size), e)
+		p.mu.Lock()
 		if p.state != stateAlive {
 			err := p.deadErr()
 			p.mu.Unlock()
+			p.sendMu.Unlock()
 			return err
 		}
 		if control || p.queued == 0 || p.queued+size <= max {
-			break
+			p.nextSeq++
+			p.queued += size
+			p.unacked.push(outFrame{seq: e.Seq, b: b, size: size})
+			var l *plink
+			if p.ready {
+				l = p.link
+			}
+			p.mu.Unlock()
+			if l != nil {
+				l.write(b)
+			}
+			p.sendMu.Unlock()
+			p.sent.Add(1)
+			return nil
 		}
 		room := p.room
 		p.mu.Unlock()
+		p.sendMu.Unlock()
 		select {
 		case <-room:
 		case <-ctx.Done():
@@ -165,37 +189,7 @@ func (p *peer) send(ctx context.Context, e *codec.Envelope, control bool) error 
 		case <-p.n.done:
 			return ErrClosed
 		}
-		p.mu.Lock()
 	}
-	p.queued += size // reserved before the frame exists, so senders cannot overshoot
-	epoch := p.epoch
-	p.mu.Unlock()
-
-	p.sendMu.Lock()
-	e.Seq = p.nextSeq
-	b := codec.AppendEnvelope(make([]byte, 0, size), e)
-	p.mu.Lock()
-	if p.state != stateAlive || p.epoch != epoch {
-		// Ended while we waited: end() already emptied the queue and
-		// dropped our reservation.
-		err := p.deadErr()
-		p.mu.Unlock()
-		p.sendMu.Unlock()
-		return err
-	}
-	p.nextSeq++
-	p.unacked = append(p.unacked, outFrame{seq: e.Seq, b: b, size: size})
-	var l *plink
-	if p.ready {
-		l = p.link
-	}
-	p.mu.Unlock()
-	if l != nil {
-		l.write(b)
-	}
-	p.sendMu.Unlock()
-	p.sent.Add(1)
-	return nil
 }
 
 // deadErr is the error for a send to a peer that is no longer alive.
@@ -216,19 +210,11 @@ func (p *peer) applyAck(epoch, ack uint64) {
 		return
 	}
 	p.acked = ack
-	i := 0
-	for i < len(p.unacked) && p.unacked[i].seq <= ack {
-		p.queued -= p.unacked[i].size
-		p.unacked[i] = outFrame{}
-		i++
-	}
-	if i == 0 {
+	bytes, count := p.unacked.dropThrough(ack)
+	if count == 0 {
 		return
 	}
-	p.unacked = p.unacked[i:]
-	if len(p.unacked) == 0 {
-		p.unacked = nil // let the backing array go
-	}
+	p.queued -= bytes
 	close(p.room)
 	p.room = make(chan struct{})
 }
@@ -238,7 +224,7 @@ func (p *peer) applyAck(epoch, ack uint64) {
 func (p *peer) drained() (bool, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.unacked) == 0 || p.state != stateAlive, p.room
+	return p.unacked.len() == 0 || p.state != stateAlive, p.room
 }
 
 // alive reports whether the peer is alive.
@@ -269,6 +255,7 @@ func (p *peer) end(state peerState, err error, reason string) bool {
 		return false
 	}
 	p.state, p.stateErr = state, err
+	p.up.Store(false)
 	p.gone = time.Now()
 	l := p.link
 	p.link, p.ready = nil, false
@@ -281,9 +268,9 @@ func (p *peer) end(state peerState, err error, reason string) bool {
 
 	p.sendMu.Lock()
 	p.mu.Lock()
-	frames := p.unacked
+	frames := p.unacked.reset()
 	pending := p.pending
-	p.unacked, p.queued, p.acked = nil, 0, 0
+	p.queued, p.acked = 0, 0
 	p.pending = make(map[uint64]*call)
 	p.epoch = newEpoch()
 	p.nextSeq = 1
@@ -313,5 +300,6 @@ func (p *peer) revive() bool {
 		return false
 	}
 	p.state, p.stateErr = stateAlive, nil
+	p.up.Store(true)
 	return true
 }

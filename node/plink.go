@@ -117,7 +117,7 @@ func (l *plink) control() {
 	current := p.link == l && p.state == stateAlive
 	var backlog []outFrame
 	if current {
-		backlog = append(backlog, p.unacked...)
+		backlog = p.unacked.frames()
 	}
 	p.mu.Unlock()
 	for _, f := range backlog {

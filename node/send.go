@@ -161,9 +161,7 @@ func (n *Node) deliverLocal(ctx context.Context, topic string, body []byte, flag
 
 // closing reports whether the node is leaving or closed.
 func (n *Node) closing() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.leaving || n.ctx.Err() != nil
+	return n.leaving.Load() || n.ctx.Err() != nil
 }
 
 // checkTopic validates a topic for sending.

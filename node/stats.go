@@ -27,7 +27,7 @@ func (n *Node) Stats() Stats {
 		p.mu.Lock()
 		ps := PeerStats{
 			Name: p.name, ID: p.id, LinkUp: p.ready,
-			QueuedBytes: p.queued, Queued: len(p.unacked),
+			QueuedBytes: p.queued, Queued: p.unacked.len(),
 		}
 		p.mu.Unlock()
 		ps.Sent, ps.Resent = p.sent.Load(), p.resent.Load()
