@@ -10,17 +10,22 @@ import (
 // returns the extended buffer: the body of an envelope whose Flags include
 // FlagRaw. p must be shorter than 4 GiB.
 func AppendBytesBody(dst, p []byte) []byte {
-	switch n := len(p); {
+	return append(AppendBinHeader(dst, len(p)), p...)
+}
+
+// AppendBinHeader appends the header of a msgpack bin of n bytes, in its
+// shortest form, so that a caller can write the n bytes after it without
+// building the bin separately. n must be under 4 GiB.
+func AppendBinHeader(dst []byte, n int) []byte {
+	switch {
 	case n <= math.MaxUint8:
-		dst = append(dst, 0xc4, byte(n))
+		return append(dst, 0xc4, byte(n))
 	case n <= math.MaxUint16:
-		dst = append(dst, 0xc5, byte(n>>8), byte(n))
+		return append(dst, 0xc5, byte(n>>8), byte(n))
 	case uint64(n) <= math.MaxUint32:
-		dst = append(dst, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	default:
-		panic("codec: AppendBytesBody: body of 4 GiB or more")
+		return append(dst, 0xc6, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
 	}
-	return append(dst, p...)
+	panic("codec: bin of 4 GiB or more")
 }
 
 // BytesBody returns the bytes held by body, an encoded msgpack bin or str,

@@ -68,18 +68,47 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 // maxScratch is the largest buffer returned to the pool.
 const maxScratch = 64 << 10
 
-// encodePayload encodes v into a scratch buffer, which the caller hands
-// back with releaseScratch once the bytes have been copied.
-func encodePayload(v any) (bp *[]byte, body []byte, flags uint8, err error) {
-	bp = scratch.Get().(*[]byte)
-	body, flags, err = appendPayload((*bp)[:0], v)
-	return bp, body, flags, err
+// payload is a message body on its way into frames, which copy it. A
+// []byte travels as a bin header (in hdr) followed by the caller's bytes,
+// copied once, into the frame; anything else is encoded into a scratch
+// buffer from a pool.
+type payload struct {
+	body  []byte // the encoded body, or a raw payload's bin header
+	tail  []byte // a raw payload's bytes
+	flags uint8
+	hdr   [5]byte
+	bp    *[]byte // scratch buffer holding body, if any
 }
 
-// releaseScratch returns a buffer from encodePayload, now holding body.
-func releaseScratch(bp *[]byte, body []byte) {
-	if cap(body) <= maxScratch {
-		*bp = body[:0]
-		scratch.Put(bp)
+// encode prepares v; call release when the frames are built.
+func (pl *payload) encode(v any) error {
+	if raw, ok := v.([]byte); ok {
+		pl.body, pl.tail, pl.flags = codec.AppendBinHeader(pl.hdr[:0], len(raw)), raw, codec.FlagRaw
+		return nil
 	}
+	pl.bp = scratch.Get().(*[]byte)
+	var err error
+	pl.body, pl.flags, err = appendPayload((*pl.bp)[:0], v)
+	return err
+}
+
+// envelope returns an envelope carrying the payload's body; send it with
+// sendTail(e, pl.tail).
+func (pl *payload) envelope(kind codec.Kind, flags uint8, id uint64, topic string) codec.Envelope {
+	return codec.Envelope{Kind: kind, Flags: flags | pl.flags, ID: id, Topic: []byte(topic), Body: pl.body}
+}
+
+// joined returns the whole body in memory of its own, for deliveries that
+// keep it.
+func (pl *payload) joined() []byte {
+	return append(append(make([]byte, 0, len(pl.body)+len(pl.tail)), pl.body...), pl.tail...)
+}
+
+// release returns the scratch buffer to the pool.
+func (pl *payload) release() {
+	if pl.bp != nil && cap(pl.body) <= maxScratch {
+		*pl.bp = pl.body[:0]
+		scratch.Put(pl.bp)
+	}
+	pl.bp = nil
 }

@@ -148,14 +148,21 @@ const frameOverhead = 48
 // not wait behind data. It returns once the frame is queued: delivery is
 // guaranteed while both processes live, or reported.
 func (p *peer) send(ctx context.Context, e *codec.Envelope, control bool) error {
-	size := len(e.Topic) + len(e.Body) + frameOverhead
+	return p.sendTail(ctx, e, nil, control)
+}
+
+// sendTail is send for an envelope whose body continues with tail: a raw
+// payload goes into the frame straight after its bin header (e.Body),
+// copied once.
+func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, control bool) error {
+	size := len(e.Topic) + len(e.Body) + len(tail) + frameOverhead
 	max := p.n.cfg.SendQueueBytes
 	for {
 		// The sequence number is taken and the frame handed to the link
 		// under sendMu, so frames reach the link in sequence order.
 		p.sendMu.Lock()
 		e.Seq = p.nextSeq
-		b := codec.AppendEnvelope(make([]byte, 0, size), e)
+		b := append(codec.AppendEnvelope(make([]byte, 0, size), e), tail...)
 		p.mu.Lock()
 		if p.state != stateAlive {
 			err := p.deadErr()

@@ -59,13 +59,13 @@ func (n *Node) request(ctx context.Context, to, topic string, v any) (*Msg, erro
 	if err := checkTopic(topic); err != nil {
 		return nil, err
 	}
-	bp, body, flags, err := encodePayload(v)
-	defer releaseScratch(bp, body)
-	if err != nil {
+	var pl payload
+	defer pl.release()
+	if err := pl.encode(v); err != nil {
 		return nil, fmt.Errorf("node: encoding the request: %w", err)
 	}
 	if to == n.cfg.Name {
-		return n.requestLocal(ctx, topic, body, flags)
+		return n.requestLocal(ctx, topic, pl.joined(), pl.flags)
 	}
 	p, err := n.lookup(to)
 	if err != nil {
@@ -86,7 +86,8 @@ func (n *Node) request(ctx context.Context, to, topic string, v any) (*Msg, erro
 		delete(p.pending, id)
 		p.mu.Unlock()
 	}
-	if err := p.send(ctx, &codec.Envelope{Kind: codec.KindRequest, Flags: flags, ID: id, Topic: []byte(topic), Body: body}, false); err != nil {
+	e := pl.envelope(codec.KindRequest, 0, id, topic)
+	if err := p.sendTail(ctx, &e, pl.tail, false); err != nil {
 		forget()
 		return nil, err
 	}

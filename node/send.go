@@ -24,23 +24,20 @@ func (n *Node) Send(ctx context.Context, to, topic string, v any) error {
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
+	var pl payload
+	defer pl.release()
+	if err := pl.encode(v); err != nil {
+		return fmt.Errorf("node: encoding the message: %w", err)
+	}
 	if to == n.cfg.Name {
-		body, flags, err := appendPayload(nil, v)
-		if err != nil {
-			return fmt.Errorf("node: encoding the message: %w", err)
-		}
-		return n.deliverLocal(ctx, topic, body, flags, 0, true)
+		return n.deliverLocal(ctx, topic, pl.joined(), pl.flags, 0, true)
 	}
 	p, err := n.lookup(to)
 	if err != nil {
 		return err
 	}
-	bp, body, flags, err := encodePayload(v)
-	defer releaseScratch(bp, body)
-	if err != nil {
-		return fmt.Errorf("node: encoding the message: %w", err)
-	}
-	return p.send(ctx, &codec.Envelope{Kind: codec.KindData, Flags: flags, Topic: []byte(topic), Body: body}, false)
+	e := pl.envelope(codec.KindData, 0, 0, topic)
+	return p.sendTail(ctx, &e, pl.tail, false)
 }
 
 // Broadcast sends v one way to the handler of topic on every live member,
