@@ -20,11 +20,12 @@ func (q *frameQueue) push(f outFrame) {
 	q.buf = append(q.buf, f)
 }
 
-// dropThrough removes the frames numbered up to seq and returns how many
-// bytes they were charged.
-func (q *frameQueue) dropThrough(seq uint64) (bytes, count int) {
+// dropThrough removes the frames numbered up to seq, hands their buffers
+// to keep and returns how many bytes they were charged.
+func (q *frameQueue) dropThrough(seq uint64, keep func([]byte)) (bytes, count int) {
 	for q.head < len(q.buf) && q.buf[q.head].seq <= seq {
 		bytes += q.buf[q.head].size
+		keep(q.buf[q.head].b)
 		q.buf[q.head] = outFrame{}
 		q.head++
 		count++

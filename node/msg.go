@@ -69,46 +69,47 @@ var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 const maxScratch = 64 << 10
 
 // payload is a message body on its way into frames, which copy it. A
-// []byte travels as a bin header (in hdr) followed by the caller's bytes,
-// copied once, into the frame; anything else is encoded into a scratch
-// buffer from a pool.
+// []byte travels as a bin header followed by the caller's bytes, copied
+// once, into the frame; anything else is encoded into a scratch buffer
+// from a pool.
 type payload struct {
 	body  []byte // the encoded body, or a raw payload's bin header
 	tail  []byte // a raw payload's bytes
 	flags uint8
-	hdr   [5]byte
-	bp    *[]byte // scratch buffer holding body, if any
 }
 
-// encode prepares v; call release when the frames are built.
-func (pl *payload) encode(v any) error {
+// encodePayload prepares v, writing a raw payload's bin header into hdr
+// (the caller's: a header on the stack costs no allocation). Hand the
+// scratch buffer it returns to releaseScratch when the frames are built.
+// The buffer is kept apart from the payload, whose body may point into hdr:
+// escape analysis would otherwise move hdr to the heap.
+func encodePayload(v any, hdr *[5]byte) (payload, *[]byte, error) {
 	if raw, ok := v.([]byte); ok {
-		pl.body, pl.tail, pl.flags = codec.AppendBinHeader(pl.hdr[:0], len(raw)), raw, codec.FlagRaw
-		return nil
+		return payload{body: codec.AppendBinHeader(hdr[:0], len(raw)), tail: raw, flags: codec.FlagRaw}, nil, nil
 	}
-	pl.bp = scratch.Get().(*[]byte)
+	bp := scratch.Get().(*[]byte)
 	var err error
-	pl.body, pl.flags, err = appendPayload((*pl.bp)[:0], v)
-	return err
+	*bp, err = codec.AppendMarshal((*bp)[:0], v)
+	return payload{body: *bp}, bp, err
 }
 
 // envelope returns an envelope carrying the payload's body; send it with
 // sendTail(e, pl.tail).
-func (pl *payload) envelope(kind codec.Kind, flags uint8, id uint64, topic string) codec.Envelope {
+func (pl payload) envelope(kind codec.Kind, flags uint8, id uint64, topic string) codec.Envelope {
 	return codec.Envelope{Kind: kind, Flags: flags | pl.flags, ID: id, Topic: []byte(topic), Body: pl.body}
 }
 
 // joined returns the whole body in memory of its own, for deliveries that
 // keep it.
-func (pl *payload) joined() []byte {
+func (pl payload) joined() []byte {
 	return append(append(make([]byte, 0, len(pl.body)+len(pl.tail)), pl.body...), pl.tail...)
 }
 
-// release returns the scratch buffer to the pool.
-func (pl *payload) release() {
-	if pl.bp != nil && cap(pl.body) <= maxScratch {
-		*pl.bp = pl.body[:0]
-		scratch.Put(pl.bp)
+// releaseScratch returns a scratch buffer from encodePayload (nil for a
+// raw payload) to the pool.
+func releaseScratch(bp *[]byte) {
+	if bp != nil && cap(*bp) <= maxScratch {
+		*bp = (*bp)[:0]
+		scratch.Put(bp)
 	}
-	pl.bp = nil
 }

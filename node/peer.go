@@ -37,6 +37,12 @@ type peer struct {
 	id, name, boot string
 	inbox          *inbox
 
+	// spare holds buffers of acknowledged frames for reuse (guarded by
+	// p.mu), taken only under sendMu: a resend, which also holds sendMu,
+	// may still be writing a frame that an ack has just dropped.
+	spare      [][]byte
+	spareBytes int
+
 	// sendMu orders sequenced frames onto the link: a frame's sequence
 	// number is assigned and the frame handed to the link under it, and a
 	// new link's resend holds it until the backlog is written.
@@ -162,7 +168,7 @@ func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, con
 		// under sendMu, so frames reach the link in sequence order.
 		p.sendMu.Lock()
 		e.Seq = p.nextSeq
-		b := append(codec.AppendEnvelope(make([]byte, 0, size), e), tail...)
+		b := append(codec.AppendEnvelope(p.frameBuf(size), e), tail...)
 		p.mu.Lock()
 		if p.state != stateAlive {
 			err := p.deadErr()
@@ -217,7 +223,7 @@ func (p *peer) applyAck(epoch, ack uint64) {
 		return
 	}
 	p.acked = ack
-	bytes, count := p.unacked.dropThrough(ack)
+	bytes, count := p.unacked.dropThrough(ack, p.keepSpare)
 	if count == 0 {
 		return
 	}
@@ -309,4 +315,37 @@ func (p *peer) revive() bool {
 	p.state, p.stateErr = stateAlive, nil
 	p.up.Store(true)
 	return true
+}
+
+// maxSpareBytes bounds the memory of the frame buffers a peer keeps for
+// reuse: enough for the frames of one acknowledgement (ackBytes) and then
+// some.
+const maxSpareBytes = 256 << 10
+
+// frameBuf returns an empty buffer with room for size bytes, reusing the
+// buffer of an acknowledged frame when one is large enough. Callers hold
+// sendMu.
+func (p *peer) frameBuf(size int) []byte {
+	p.mu.Lock()
+	if k := len(p.spare); k > 0 {
+		b := p.spare[k-1]
+		if cap(b) >= size && cap(b) <= 2*size+frameOverhead {
+			p.spare[k-1] = nil
+			p.spare = p.spare[:k-1]
+			p.spareBytes -= cap(b)
+			p.mu.Unlock()
+			return b[:0]
+		}
+	}
+	p.mu.Unlock()
+	return make([]byte, 0, size)
+}
+
+// keepSpare keeps an acknowledged frame's buffer for reuse, within
+// maxSpareBytes. Callers hold p.mu.
+func (p *peer) keepSpare(b []byte) {
+	if p.spareBytes+cap(b) <= maxSpareBytes {
+		p.spare = append(p.spare, b)
+		p.spareBytes += cap(b)
+	}
 }

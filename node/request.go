@@ -59,9 +59,10 @@ func (n *Node) request(ctx context.Context, to, topic string, v any) (*Msg, erro
 	if err := checkTopic(topic); err != nil {
 		return nil, err
 	}
-	var pl payload
-	defer pl.release()
-	if err := pl.encode(v); err != nil {
+	var hdr [5]byte
+	pl, sb, err := encodePayload(v, &hdr)
+	defer releaseScratch(sb)
+	if err != nil {
 		return nil, fmt.Errorf("node: encoding the request: %w", err)
 	}
 	if to == n.cfg.Name {

@@ -24,9 +24,10 @@ func (n *Node) Send(ctx context.Context, to, topic string, v any) error {
 	if err := checkTopic(topic); err != nil {
 		return err
 	}
-	var pl payload
-	defer pl.release()
-	if err := pl.encode(v); err != nil {
+	var hdr [5]byte
+	pl, sb, err := encodePayload(v, &hdr)
+	defer releaseScratch(sb)
+	if err != nil {
 		return fmt.Errorf("node: encoding the message: %w", err)
 	}
 	if to == n.cfg.Name {
