@@ -17,7 +17,7 @@ import (
 func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 	switch e.Kind {
 	case codec.KindData:
-		return p.inbox.put(n.ctx, inMsg{
+		return p.inbox.put(n.ctx, &p.stalled, inMsg{
 			from:  p,
 			msg:   Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags},
 			id:    e.ID,
@@ -27,8 +27,15 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 	case codec.KindRequest:
 		select {
 		case n.reqSem <- struct{}{}:
-		case <-n.done:
-			return ErrClosed
+		default:
+			p.stalled.Add(1)
+			select {
+			case n.reqSem <- struct{}{}:
+				p.stalled.Add(-1)
+			case <-n.done:
+				p.stalled.Add(-1)
+				return ErrClosed
+			}
 		}
 		m := &Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags}
 		id := e.ID

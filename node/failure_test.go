@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -319,4 +320,103 @@ func TestBackpressure(t *testing.T) {
 	close(release)
 	handled.Wait() // every message accepted by Send arrives once the consumer runs
 	t.Logf("sender blocked after %d messages of 512 B", n)
+}
+
+// memberInfoOf builds the discovery record of n, as gossip would report it.
+func memberInfoOf(t *testing.T, n *Node) memberInfo {
+	t.Helper()
+	name, boot, ok := splitID(n.ID())
+	if !ok {
+		t.Fatalf("bad ID %q", n.ID())
+	}
+	return memberInfo{ID: n.ID(), Name: name, Boot: boot, LinkAddr: netip.MustParseAddrPort(n.LinkAddr())}
+}
+
+// TestFalseFailureRecovers: a peer declared failed that turns out to be
+// alive comes back with its handlers and subscriptions known again.
+func TestFalseFailureRecovers(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	HandleFunc(b, "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
+	b.Subscribe("news", func(ctx context.Context, m *Msg) {})
+	waitFor(t, "b's interests at a", 2*time.Second, func() bool {
+		peers, _ := a.routes.publishTargets("news")
+		return len(a.Servers("echo")) == 1 && len(peers) == 1
+	})
+	pb, _ := a.lookup("n1")
+	a.peerDown(pb, stateFailed, ErrPeerFailed, "test: a false alarm")
+	if len(a.Servers("echo")) != 0 {
+		t.Fatal("a failed peer's handler is still routed to")
+	}
+	a.onDisco(discoEvent{Kind: discoJoin, Member: memberInfoOf(t, b)})
+	waitFor(t, "b's interests at a again", 5*time.Second, func() bool {
+		peers, _ := a.routes.publishTargets("news")
+		return len(a.Servers("echo")) == 1 && len(peers) == 1
+	})
+	ctx := testCtx(t, 5*time.Second)
+	var out string
+	if err := a.RequestAny(ctx, "echo", "back", &out); err != nil || out != "back" {
+		t.Fatalf("RequestAny after recovery: %q, %v", out, err)
+	}
+}
+
+// TestGossipDeathWithHealthyLink: gossip declaring dead a peer whose link
+// is healthy does not fail it; losing that link afterwards does, at once.
+func TestGossipDeathWithHealthyLink(t *testing.T) {
+	d := &cutDialer{}
+	nodes := startCluster(t, 2, func(i int, c *Config) { c.NetDialer = d })
+	a, b := nodes[0], nodes[1]
+	a.onDisco(discoEvent{Kind: discoLeave, Member: memberInfoOf(t, b)})
+	if _, err := a.lookup("n1"); err != nil {
+		t.Fatalf("gossip alone failed a peer with a healthy link: %v", err)
+	}
+	ctx := testCtx(t, 5*time.Second)
+	b.Handle("echo", func(ctx context.Context, m *Msg) (any, error) { return m.Data(), nil })
+	if err := a.Request(ctx, "n1", "echo", "x", nil); err != nil {
+		t.Fatal(err)
+	}
+	d.cutAll()
+	ev := nextEvent(t, a, EventFailed, "n1", 5*time.Second)
+	if !strings.Contains(ev.Err.Error(), "gossip declared it dead and its link is gone") {
+		t.Fatalf("failure reason: %v", ev.Err)
+	}
+}
+
+// TestSlowHandlerKeepsLink: a one-way handler slower than the heartbeat
+// timeout holds up the link's reader, which is our own backpressure, not a
+// silent peer: the link stays up.
+func TestSlowHandlerKeepsLink(t *testing.T) {
+	d := &cutDialer{}
+	nodes := startCluster(t, 2, func(i int, c *Config) {
+		c.NetDialer = d
+		c.InboxBytes = 1024
+		c.HeartbeatInterval, c.HeartbeatTimeout = 50*time.Millisecond, 200*time.Millisecond
+	})
+	a, b := nodes[0], nodes[1]
+	release := make(chan struct{})
+	var handled sync.WaitGroup
+	b.Handle("slow", func(ctx context.Context, m *Msg) (any, error) {
+		<-release
+		handled.Done()
+		return nil, nil
+	})
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.Servers("slow")) == 1 })
+	dials, resent := d.dials.Load(), a.Stats().Peers[0].Resent
+	ctx := testCtx(t, 10*time.Second)
+	for range 50 {
+		handled.Add(1)
+		if err := a.Send(ctx, "n1", "slow", make([]byte, 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Hold the handler for three heartbeat timeouts.
+	time.Sleep(600 * time.Millisecond)
+	close(release)
+	handled.Wait()
+	if got := d.dials.Load(); got != dials {
+		t.Fatalf("the link was re-dialled %d times while the handler was slow", got-dials)
+	}
+	if r := a.Stats().Peers[0].Resent - resent; r != 0 {
+		t.Fatalf("%d messages resent: the link was dropped", r)
+	}
 }

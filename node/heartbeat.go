@@ -49,10 +49,12 @@ func (n *Node) heartbeat() {
 			} else {
 				l.hbSent = s
 			}
-			if r := l.recvd.Load(); r != l.hbRecv {
-				l.hbRecv, l.hbQuiet = r, now
-			} else if now.Sub(l.hbQuiet) >= n.cfg.HeartbeatTimeout {
-				n.log.Info("link silent, dropping it", "peer", p.id, "silent_for", now.Sub(l.hbQuiet).Round(time.Millisecond))
+			if r := l.recvd.Load(); r != l.hbRecv || p.stalled.Load() > 0 {
+				// New frames, or a reader held up by our own backpressure.
+				l.hbRecv = r
+				l.hbHeard.Store(now.UnixNano())
+			} else if quiet := now.Sub(time.Unix(0, l.hbHeard.Load())); quiet >= n.cfg.HeartbeatTimeout {
+				n.log.Info("link silent, dropping it", "peer", p.id, "silent_for", quiet.Round(time.Millisecond))
 				l.close()
 			}
 		}

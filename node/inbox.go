@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 )
 
 // inbox holds the one-way messages received from one peer until a single
@@ -32,14 +33,23 @@ func newInbox(max int) *inbox {
 }
 
 // put appends m, waiting while the inbox is over its bound (a message
-// larger than the bound is still accepted into an empty inbox).
-func (b *inbox) put(ctx context.Context, m inMsg) error {
+// larger than the bound is still accepted into an empty inbox). stalled,
+// if not nil, counts the wait.
+func (b *inbox) put(ctx context.Context, stalled *atomic.Int32, m inMsg) error {
 	b.mu.Lock()
 	for b.bytes > 0 && b.bytes+m.size > b.max {
 		b.mu.Unlock()
+		if stalled != nil {
+			stalled.Add(1)
+		}
 		select {
 		case <-b.room:
 		case <-ctx.Done():
+		}
+		if stalled != nil {
+			stalled.Add(-1)
+		}
+		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		b.mu.Lock()

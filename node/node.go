@@ -202,6 +202,9 @@ func (n *Node) onDisco(ev discoEvent) {
 	switch ev.Kind {
 	case discoJoin, discoUpdate:
 		p := n.peerUp(m.ID, m.Name, m.Boot, m.LinkAddr, m.Tags, true)
+		if p != nil {
+			p.gossipDead.Store(false)
+		}
 		if p != nil && ev.Kind == discoUpdate {
 			n.emit(Event{Kind: EventUpdated, Member: p.member()})
 		}
@@ -209,9 +212,18 @@ func (n *Node) onDisco(ev discoEvent) {
 		n.mu.Lock()
 		p := n.byID[m.ID]
 		n.mu.Unlock()
-		if p != nil {
-			n.peerDown(p, stateFailed, ErrPeerFailed, "gossip declared it dead")
+		if p == nil {
+			return
 		}
+		if l := p.readyLink(); l != nil && l.heardWithin(n.cfg.HeartbeatTimeout) {
+			// The link heard from it moments ago: gossip's probes
+			// (UDP, short timeouts) misjudged a busy process. The link
+			// decides: if it breaks or falls silent, the peer fails then.
+			p.gossipDead.Store(true)
+			n.log.Info("gossip declared a peer dead that its link still hears; trusting the link", "peer", p.id)
+			return
+		}
+		n.peerDown(p, stateFailed, ErrPeerFailed, "gossip declared it dead")
 	}
 }
 
@@ -262,6 +274,11 @@ func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[strin
 
 	if old != nil && old != p {
 		n.peerDown(old, stateFailed, ErrPeerRestarted, "it came back as "+id)
+	}
+	if revived {
+		// We forgot its interests when we declared it failed; it does not
+		// know that unless it declared us failed too.
+		n.requestResync(p)
 	}
 	if created || revived {
 		n.emit(Event{Kind: EventJoined, Member: p.member()})

@@ -76,6 +76,15 @@ type peer struct {
 
 	up atomic.Bool // state == stateAlive, readable without p.mu
 
+	// gossipDead: gossip declared the peer dead while its link was
+	// healthy; the peer fails as soon as that link is lost.
+	gossipDead atomic.Bool
+
+	// stalled counts the link readers waiting for room here (a full
+	// inbox, all request slots busy): such a link is quiet because of us,
+	// not because the peer went silent.
+	stalled atomic.Int32
+
 	sent, resent, recv, dups atomic.Uint64
 }
 

@@ -39,9 +39,9 @@ type plink struct {
 
 	recvd, sentN atomic.Uint64
 
-	// heartbeat bookkeeping, touched only by the node's heartbeat goroutine
+	// heartbeat bookkeeping, written only by the node's heartbeat goroutine
 	hbRecv, hbSent uint64
-	hbQuiet        time.Time
+	hbHeard        atomic.Int64 // unix nanos when frames were last seen arriving
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -53,8 +53,8 @@ func newPlink(p *peer, tl *transport.Link, dialer string) *plink {
 		helloCh: make(chan hello, 1),
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
-		hbQuiet: time.Now(),
 	}
+	l.hbHeard.Store(time.Now().UnixNano())
 	l.timer = time.AfterFunc(time.Hour, func() {
 		l.armed.Store(false)
 		l.needAck.Store(true)
@@ -165,6 +165,10 @@ func (l *plink) read() {
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, transport.ErrClosed) && n.ctx.Err() == nil {
 		n.log.Debug("link down", "peer", p.id, "err", err)
 	}
+	if active && alive && p.gossipDead.Load() {
+		n.peerDown(p, stateFailed, ErrPeerFailed, "gossip declared it dead and its link is gone")
+		return
+	}
 	if active && alive && !n.closing() {
 		n.dial(p, 0)
 	}
@@ -261,4 +265,10 @@ func (l *plink) ackNow() {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	l.tl.Flush(ctx)
+}
+
+// heardWithin reports whether frames arrived on the link within d, as of
+// the last heartbeat tick.
+func (l *plink) heardWithin(d time.Duration) bool {
+	return time.Since(time.Unix(0, l.hbHeard.Load())) < d
 }
