@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/seed0811993b/conclave/internal/frame"
 )
@@ -12,7 +13,13 @@ import (
 const (
 	// readBufSize holds many small frames, or one sealed record (64 KiB) with
 	// room to spare, so the record layer can decrypt straight into it.
+	// Buffers this size come from a pool and are held only while data keeps
+	// arriving.
 	readBufSize = 160 << 10
+	// idleBufSize is the buffer a quiet link waits with: most links of a
+	// cluster are idle most of the time, and each would otherwise hold a
+	// full buffer while it waits.
+	idleBufSize = 4 << 10
 	// bigStep is how much a large frame's buffer grows per step: memory
 	// follows the bytes that actually arrive, not the length a peer declares.
 	bigStep = 1 << 20
@@ -27,6 +34,9 @@ type frameReader struct {
 	direct     int    // frames of this size or more bypass buf; 0 means directRead
 	buf        []byte // buffered bytes are buf[start:end]
 	start, end int
+	small      []byte  // this reader's idle buffer
+	pooled     *[]byte // the pooled buffer buf is, when it is one
+	lastRead   int     // bytes the latest Read returned
 
 	big     []byte // a frame too large for buf, filled across calls
 	bigWant int
@@ -37,7 +47,7 @@ func (fr *frameReader) next() ([]byte, error) {
 		return fr.fillBig()
 	}
 	if fr.buf == nil {
-		fr.buf = make([]byte, readBufSize)
+		fr.useSmall()
 	}
 	for {
 		n, hdr, need, err := frame.ParseHeader(fr.buf[fr.start:fr.end], fr.max)
@@ -99,14 +109,53 @@ func (fr *frameReader) fillBig() ([]byte, error) {
 	return p, nil
 }
 
-// fill reads until at least n bytes are buffered; n <= len(buf).
+// bigBufs recycles the read buffers of busy links.
+var bigBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
+
+// useSmall switches an empty reader to its small buffer, returning a big
+// one to the pool.
+func (fr *frameReader) useSmall() {
+	if fr.small == nil {
+		fr.small = make([]byte, idleBufSize)
+	}
+	if fr.pooled != nil {
+		bigBufs.Put(fr.pooled)
+		fr.pooled = nil
+	}
+	fr.buf, fr.start, fr.end = fr.small, 0, 0
+}
+
+// useBig moves the buffered bytes into a big buffer.
+func (fr *frameReader) useBig() {
+	if fr.pooled != nil {
+		return
+	}
+	fr.pooled = bigBufs.Get().(*[]byte)
+	fr.end = copy(*fr.pooled, fr.buf[fr.start:fr.end])
+	fr.buf, fr.start = *fr.pooled, 0
+}
+
+// fill reads until at least n bytes are buffered; n <= readBufSize. A
+// reader about to wait with nothing buffered after a light read waits with
+// its small buffer; one whose small buffer fills up, or that needs more
+// than it holds, moves to a big one.
 func (fr *frameReader) fill(n int) error {
+	if fr.start == fr.end && fr.pooled != nil && fr.lastRead < idleBufSize {
+		fr.useSmall()
+	}
+	if n > len(fr.buf) {
+		fr.useBig()
+	}
 	if fr.start+n > len(fr.buf) {
 		fr.end = copy(fr.buf, fr.buf[fr.start:fr.end])
 		fr.start = 0
 	}
 	for fr.end-fr.start < n {
+		if fr.end == len(fr.buf) && fr.pooled == nil {
+			fr.useBig() // the small buffer filled: data keeps coming
+		}
 		m, err := fr.r.Read(fr.buf[fr.end:])
+		fr.lastRead = m
 		fr.end += m
 		if fr.end-fr.start >= n {
 			return nil
