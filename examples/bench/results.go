@@ -309,7 +309,7 @@ func printTable(w io.Writer, r *Results) {
 	printRR(fmt.Sprintf("Pipelined request/reply, %d B, one goroutine per request in flight, unpinned", r.Config.RRSize), r.Pipelined, false)
 
 	if c := r.Memory; c != nil {
-		fmt.Fprintln(w, "\nMemory: VmRSS of one conclave node process with links to N other node processes")
+		fmt.Fprintln(w, "\nMemory: VmRSS of one conclave node process with links to N other node processes (after debug.FreeOSMemory)")
 		if c.Median == nil {
 			fmt.Fprintf(w, "  -%s\n", errNote(c.Errors))
 		} else {
