@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,13 +70,31 @@ const (
 	MaxNameLen = 255
 )
 
-// Config configures a handshake. The zero value is not usable: Key is
-// required. Every other field documents its default. A Config may be shared by
-// many connections and must not be modified after first use.
+// Config configures a handshake. The zero value is not usable: a Key, or
+// a user login (User and Password on a client, Users and RequireUser on a
+// server), is required. Every other field documents its default. A Config
+// may be shared by many connections and must not be modified after first
+// use.
 type Config struct {
 	// Key is the shared cluster key, at least MinKeyLen bytes. It never
 	// appears in logs, errors or fmt output.
 	Key Key
+
+	// User and Password make a client log in as a user with SCRAM-SHA-256
+	// inside the native handshake (docs/protocol.md §2.4). With a Key too,
+	// the client proves both. The password never appears in logs, errors
+	// or fmt output. Native mode only.
+	User     string
+	Password Password
+
+	// Users verifies user logins on a server; required when Require asks
+	// for users. Its store may change while the server runs.
+	Users *SCRAMServer
+
+	// Require says what a server demands of its clients: the cluster key
+	// (RequireKey, the default), a user login (RequireUser), or both
+	// (RequireKeyAndUser). A client offering anything else is refused.
+	Require Require
 
 	// Mode selects the handshake. Default: ModeNative.
 	Mode Mode
@@ -125,13 +144,37 @@ func (c *Config) check() error {
 	if c == nil {
 		return fmt.Errorf("%w: nil Config", ErrBadKey)
 	}
-	if err := c.Key.check(); err != nil {
-		return err
-	}
 	switch c.Mode {
 	case ModeNative, ModePython:
 	default:
 		return fmt.Errorf("auth: unknown mode %d", c.Mode)
+	}
+	if c.User != "" || c.Require != RequireKey {
+		if c.Mode == ModePython {
+			return errors.New("auth: user logins need the native handshake; Python mode has only the key")
+		}
+		if c.Require > RequireKeyAndUser {
+			return fmt.Errorf("auth: unknown Require %d", c.Require)
+		}
+		if c.Require != RequireKey && c.Users == nil {
+			return errors.New("auth: Config.Require asks for user logins but Config.Users is nil")
+		}
+		if c.User != "" {
+			if err := CheckUserName(c.User); err != nil {
+				return err
+			}
+			if c.Password == "" {
+				return fmt.Errorf("%w: Config.User is set without a Password", ErrSCRAMPassword)
+			}
+		}
+	}
+	// A key is needed unless every mechanism this Config can run is a
+	// user login: a server requiring only users, or a client with a user
+	// and no key.
+	if len(c.Key) > 0 || (c.Require != RequireUser && c.User == "") {
+		if err := c.Key.check(); err != nil {
+			return err
+		}
 	}
 	if len(c.Name) > MaxNameLen || !utf8.ValidString(c.Name) {
 		return fmt.Errorf("auth: Config.Name must be valid UTF-8 of at most %d bytes", MaxNameLen)
@@ -192,3 +235,31 @@ var defaultCiphers = func() []CipherSuite {
 	}
 	return []CipherSuite{ChaCha20Poly1305, AES256GCM}
 }()
+
+// Require is what a server demands of its clients.
+type Require uint8
+
+const (
+	// RequireKey: the cluster key (mechanism 01). The default.
+	RequireKey Require = iota
+	// RequireUser: a user login with SCRAM-SHA-256, no key (mechanism 02).
+	RequireUser
+	// RequireKeyAndUser: the cluster key and a user login (mechanism 03).
+	RequireKeyAndUser
+)
+
+// Password is a user's password. Like Key it prints as [redacted] in fmt
+// and slog output, so a Config can be logged.
+type Password string
+
+// String returns "[redacted]".
+func (Password) String() string { return redacted }
+
+// GoString returns "[redacted]".
+func (Password) GoString() string { return redacted }
+
+// Format writes "[redacted]" whatever the verb.
+func (Password) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
+
+// LogValue keeps the password out of slog output.
+func (Password) LogValue() slog.Value { return slog.StringValue(redacted) }

@@ -28,9 +28,18 @@ type ConnectionState struct {
 	// Sealed reports whether traffic after the handshake is encrypted and
 	// authenticated. False in ModePython: its frames travel in plaintext.
 	Sealed bool
+	// Mechanism is what the native handshake proved: "cluster key", "user
+	// login" or "cluster key and user login". Empty in ModePython.
+	Mechanism string
 	// PeerName is the name the peer announced and proved along with the key.
 	// Any key holder may claim any name. Empty in ModePython.
 	PeerName string
+	// PeerUser and PeerRoles are the user a client logged in as and that
+	// user's roles in the credential store, on the server's side of a user
+	// mechanism; empty otherwise. The name is proven: the client knew the
+	// user's password.
+	PeerUser  string
+	PeerRoles []string
 	// PythonDigest is the digest a ModePython peer used: "sha256", or "md5"
 	// for a legacy peer admitted by Config.PythonLegacyMD5.
 	PythonDigest string
@@ -191,7 +200,7 @@ func (c *Conn) newHandshaker() handshaker {
 	case c.isClient:
 		return newNativeClient(c.cfg)
 	}
-	return newNativeServer(c.cfg)
+	return newNativeServer(c.cfg, SCRAMRemoteKey(c.conn.RemoteAddr()))
 }
 
 // run drives a handshaker: write what it says, read one bounded frame, repeat.

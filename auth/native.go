@@ -40,6 +40,7 @@ type nativeClient struct {
 	ch    *clientHello
 	keys  *clientKeys // ephemeral keys; preset only by known-answer tests
 	hs    []byte
+	scram *SCRAMClient // the user login, in the user mechanisms
 	res   handshakeResult
 }
 
@@ -51,6 +52,11 @@ type nativeServer struct {
 	// encapsulate is ek.Encapsulate; known-answer tests fix its randomness.
 	encapsulate func(*mlkem.EncapsulationKey768) (secret, ct []byte)
 	hs          []byte
+	remote      string // the client's address, for the login rate limits
+	mech        byte
+	user        string // the user logging in, and its conversation
+	combined    string
+	th2         []byte // SHA-256(ClientHello || ServerHello): the login's channel binding
 	res         handshakeResult
 }
 
@@ -58,8 +64,8 @@ func newNativeClient(cfg *Config) *nativeClient {
 	return &nativeClient{cfg: cfg, tr: newTranscript()}
 }
 
-func newNativeServer(cfg *Config) *nativeServer {
-	return &nativeServer{cfg: cfg, tr: newTranscript(), encapsulate: (*mlkem.EncapsulationKey768).Encapsulate}
+func newNativeServer(cfg *Config, remote string) *nativeServer {
+	return &nativeServer{cfg: cfg, tr: newTranscript(), encapsulate: (*mlkem.EncapsulationKey768).Encapsulate, remote: remote}
 }
 
 func (c *nativeClient) readLimit() int           { return maxHandshakeFrame }
@@ -112,9 +118,21 @@ func (c *nativeClient) hello() ([]byte, bool, error) {
 	for _, s := range c.cfg.ciphers() {
 		ciphers = append(ciphers, byte(s))
 	}
+	mech := c.cfg.mechanismFor()
+	var mechData []byte
+	if usesSCRAM(mech) {
+		sc, err := NewSCRAMClient(c.cfg.User, string(c.cfg.Password), SCRAMClientOptions{Rand: c.cfg.rand()})
+		if err != nil {
+			return nil, false, err
+		}
+		c.scram = sc
+		user, cnonce := sc.First()
+		mechData = marshalClientSCRAM(user, cnonce)
+	}
 	c.ch = &clientHello{
 		versions:  supportedVersions,
-		mechanism: mechSharedKey,
+		mechanism: mech,
+		mechData:  mechData,
 		ciphers:   ciphers,
 		maxFrame:  uint32(c.cfg.maxFrameSize()),
 		name:      c.cfg.Name,
@@ -142,6 +160,14 @@ func (c *nativeClient) finish(in []byte) ([]byte, bool, error) {
 	if !slices.Contains(c.ch.ciphers, sh.cipher) {
 		return nil, false, fmt.Errorf("%w: server chose cipher %d, not offered", ErrUnsupportedCipher, sh.cipher)
 	}
+	var challenge SCRAMChallenge
+	if usesSCRAM(sh.mechanism) {
+		if challenge, err = parseServerSCRAM(sh.mechData); err != nil {
+			return nil, false, err
+		}
+	} else if len(sh.mechData) != 0 {
+		return nil, false, fmt.Errorf("%w: shared-key hello carries mechanism data", ErrProtocol)
+	}
 	c.tr.recv(in)
 	x := startX25519(c.keys.x, sh.x25519)
 	ms, err := c.keys.dk.Decapsulate(sh.mlkemCT)
@@ -152,27 +178,52 @@ func (c *nativeClient) finish(in []byte) ([]byte, bool, error) {
 	if xerr != nil {
 		return nil, false, fmt.Errorf("%w: server x25519 share: %v", ErrProtocol, xerr)
 	}
-	c.hs = handshakeSecret(c.cfg.Key, ms, xs)
+	c.hs = handshakeSecret(scheduleKey(c.cfg.Key, sh.mechanism), ms, xs)
 	c.keys = nil // single use
 	c.res.state = ConnectionState{
 		Mode:             ModeNative,
 		Version:          sh.version,
 		CipherSuite:      CipherSuite(sh.cipher),
+		Mechanism:        mechanismName(sh.mechanism),
 		PeerName:         sh.name,
 		MaxFrameSize:     c.cfg.maxFrameSize(),
 		PeerMaxFrameSize: int(sh.maxFrame),
 		Sealed:           true,
 	}
-	return c.tr.send(marshalFinished(msgClientFinished, proof(c.hs, labelClientProof, c.tr.sum()))), false, nil
+	th2 := c.tr.sum()
+	var clientProof string
+	if c.scram != nil {
+		// PBKDF2 runs here, on the client: the server stores only verifiers.
+		if clientProof, err = c.scram.FinalBound(challenge.Salt, challenge.Iterations, challenge.CombinedNonce, th2); err != nil {
+			return nil, false, err
+		}
+	}
+	return c.tr.send(marshalFinished(msgClientFinished, proof(c.hs, labelClientProof, th2), clientProof)), false, nil
+}
+
+// scheduleKey is the key the handshake secret is salted with: the cluster
+// key where the mechanism proves it, none in a user-only login, whose
+// SCRAM proofs authenticate the transcript instead.
+func scheduleKey(key Key, mech byte) []byte {
+	if usesKey(mech) {
+		return key
+	}
+	return nil
 }
 
 func (c *nativeClient) verifyServer(in []byte) error {
-	mac, err := parseFinished(in, msgServerFinished)
+	mac, signature, err := parseFinished(in, msgServerFinished, c.scram != nil)
 	if err != nil {
 		return err
 	}
 	if !hmac.Equal(mac, proof(c.hs, labelServerProof, c.tr.sum())) {
 		return fmt.Errorf("%w: server proof does not verify (different key, or a forged server)", ErrAuthFailed)
+	}
+	if c.scram != nil {
+		// A server that cannot sign does not hold our verifier: an impostor.
+		if err := c.scram.VerifyServer(signature); err != nil {
+			return err
+		}
 	}
 	c.tr.recv(in)
 	c2s, s2c := trafficSecrets(c.hs, c.tr.sum())
@@ -225,10 +276,16 @@ func (s *nativeServer) hello(in []byte) ([]byte, error) {
 	if version == 0 {
 		return nil, fmt.Errorf("%w: client offered %v", ErrUnsupportedVersion, ch.versions)
 	}
-	if ch.mechanism != mechSharedKey {
-		return nil, fmt.Errorf("%w: client asked for mechanism %d; this listener takes the shared key", errMechanism, ch.mechanism)
+	s.mech = s.cfg.mechanismRequired()
+	if ch.mechanism != s.mech {
+		return nil, fmt.Errorf("%w: client offered %s; this listener requires %s", errMechanism, mechanismName(ch.mechanism), mechanismName(s.mech))
 	}
-	if len(ch.mechData) != 0 {
+	var user, cnonce string
+	if usesSCRAM(s.mech) {
+		if user, cnonce, err = parseClientSCRAM(ch.mechData); err != nil {
+			return nil, err
+		}
+	} else if len(ch.mechData) != 0 {
 		return nil, fmt.Errorf("%w: shared-key hello carries mechanism data", ErrProtocol)
 	}
 	var cipher CipherSuite
@@ -268,9 +325,19 @@ func (s *nativeServer) hello(in []byte) ([]byte, error) {
 	if _, err := io.ReadFull(s.cfg.rand(), random); err != nil {
 		return nil, fmt.Errorf("auth: read random: %w", err)
 	}
+	var mechData []byte
+	if usesSCRAM(s.mech) {
+		challenge, err := s.cfg.Users.Start(SCRAMStart{User: user, ClientNonce: cnonce, Remote: s.remote})
+		if err != nil {
+			return nil, err
+		}
+		s.user, s.combined = user, challenge.CombinedNonce
+		mechData = marshalServerSCRAM(challenge)
+	}
 	sh := &serverHello{
 		version:   version,
-		mechanism: mechSharedKey,
+		mechanism: s.mech,
+		mechData:  mechData,
 		cipher:    byte(cipher),
 		maxFrame:  uint32(s.cfg.maxFrameSize()),
 		name:      s.cfg.Name,
@@ -278,31 +345,46 @@ func (s *nativeServer) hello(in []byte) ([]byte, error) {
 		x25519:    xk.PublicKey().Bytes(),
 		mlkemCT:   ct,
 	}
-	s.hs = handshakeSecret(s.cfg.Key, ms, xs)
+	s.hs = handshakeSecret(scheduleKey(s.cfg.Key, s.mech), ms, xs)
 	s.res.state = ConnectionState{
 		Mode:             ModeNative,
 		Version:          version,
 		CipherSuite:      cipher,
+		Mechanism:        mechanismName(s.mech),
 		PeerName:         ch.name,
 		MaxFrameSize:     s.cfg.maxFrameSize(),
 		PeerMaxFrameSize: int(ch.maxFrame),
 		Sealed:           true,
 	}
-	return s.tr.send(sh.marshal()), nil
+	out := s.tr.send(sh.marshal())
+	s.th2 = s.tr.sum()
+	return out, nil
 }
 
 // finish verifies the client before the server proves anything, so a peer
 // without the key never obtains a server proof to replay or study.
 func (s *nativeServer) finish(in []byte) ([]byte, error) {
-	mac, err := parseFinished(in, msgClientFinished)
+	mac, clientProof, err := parseFinished(in, msgClientFinished, usesSCRAM(s.mech))
 	if err != nil {
 		return nil, err
 	}
 	if !hmac.Equal(mac, proof(s.hs, labelClientProof, s.tr.sum())) {
 		return nil, fmt.Errorf("%w: client proof does not verify (wrong key, or a relayed or replayed handshake)", ErrAuthFailed)
 	}
+	var signature string
+	if usesSCRAM(s.mech) {
+		login, err := s.cfg.Users.Finish(SCRAMProof{
+			User: s.user, CombinedNonce: s.combined, ClientProof: clientProof,
+			ChannelBinding: s.th2, Remote: s.remote,
+		})
+		if err != nil {
+			return nil, err
+		}
+		signature = login.ServerSignature
+		s.res.state.PeerUser, s.res.state.PeerRoles = login.User, login.Roles
+	}
 	s.tr.recv(in)
-	out := s.tr.send(marshalFinished(msgServerFinished, proof(s.hs, labelServerProof, s.tr.sum())))
+	out := s.tr.send(marshalFinished(msgServerFinished, proof(s.hs, labelServerProof, s.tr.sum()), signature))
 	c2s, s2c := trafficSecrets(s.hs, s.tr.sum())
 	s.res.readSecret, s.res.writeSecret = c2s, s2c
 	s.hs = nil

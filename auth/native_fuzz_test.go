@@ -12,7 +12,7 @@ import (
 func nativeSeeds(f *testing.F) (ch, sh, cf []byte) {
 	key := bytes.Repeat([]byte{9}, 32)
 	c := newNativeClient(&Config{Key: key})
-	s := newNativeServer(&Config{Key: key})
+	s := newNativeServer(&Config{Key: key}, "")
 	out, _, err := c.step(nil)
 	if err != nil {
 		f.Fatal(err)
@@ -57,7 +57,7 @@ func FuzzNativeServer(f *testing.F) {
 	f.Add([]byte("conclave\x7f\x01"), []byte{})
 	xk := fuzzServerKey(f)
 	f.Fuzz(func(t *testing.T, m1, m2 []byte) {
-		s := newNativeServer(&Config{Key: bytes.Repeat([]byte{9}, 32)})
+		s := newNativeServer(&Config{Key: bytes.Repeat([]byte{9}, 32)}, "")
 		s.xk = xk // key generation is not under test; parsing is
 		if _, _, err := s.step(nil); err != nil {
 			t.Fatal(err)

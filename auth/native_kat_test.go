@@ -41,7 +41,7 @@ func nativeKAT(t *testing.T) map[string]string {
 		Rand: bytes.NewReader(seq(0x00, 32))})
 	c.keys = &clientKeys{x: cx, dk: dk}
 	s := newNativeServer(&Config{Key: key, Name: "coordinator", Ciphers: []CipherSuite{AES256GCM, ChaCha20Poly1305},
-		Rand: bytes.NewReader(seq(0x70, 32))})
+		Rand: bytes.NewReader(seq(0x70, 32))}, "")
 	s.xk = sx
 	s.encapsulate = func(ek *mlkem.EncapsulationKey768) ([]byte, []byte) {
 		ss, ct, err := mlkemtest.Encapsulate768(ek, seq(0x90, 32))

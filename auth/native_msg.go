@@ -21,7 +21,9 @@ const (
 
 	version1 = 0x01
 
-	mechSharedKey = 0x01
+	mechSharedKey   = 0x01
+	mechSCRAM       = 0x02 // a user login, SCRAM-SHA-256 bound to the transcript
+	mechKeyAndSCRAM = 0x03 // the cluster key and a user login
 
 	randomLen   = 32
 	x25519Len   = 32
@@ -43,6 +45,7 @@ const (
 	failCipher      = 0x03
 	failProtocol    = 0x04
 	failMechanism   = 0x05
+	failRateLimited = 0x06 // too many failed logins: try later
 	failUnspecified = 0xff
 )
 
@@ -102,8 +105,14 @@ func (m *serverHello) marshal() []byte {
 	return append(b, m.mechData...)
 }
 
-func marshalFinished(typ byte, mac []byte) []byte {
-	return append(appendMsgHeader(make([]byte, 0, len(nativeMagic)+1+macLen), typ), mac...)
+// marshalFinished builds a Finished message: the MAC, then, in the user
+// mechanisms, the SCRAM proof or signature as a one-byte length and text.
+func marshalFinished(typ byte, mac []byte, scram string) []byte {
+	b := append(appendMsgHeader(make([]byte, 0, len(nativeMagic)+2+macLen+len(scram)), typ), mac...)
+	if scram != "" {
+		b = append(append(b, byte(len(scram))), scram...)
+	}
+	return b
 }
 
 func marshalFailure(code byte) []byte {
@@ -203,13 +212,15 @@ func parseMsgHeader(b []byte, want byte) (*reader, error) {
 func failureError(code byte) error {
 	switch code {
 	case failAuth:
-		return fmt.Errorf("%w: peer rejected our proof (wrong key?)", ErrAuthFailed)
+		return fmt.Errorf("%w: peer rejected our proof (wrong key or password?)", ErrAuthFailed)
 	case failVersion:
 		return fmt.Errorf("%w: peer refused every version we offered", ErrUnsupportedVersion)
 	case failCipher:
 		return fmt.Errorf("%w: peer refused every cipher suite we offered", ErrUnsupportedCipher)
 	case failMechanism:
-		return fmt.Errorf("%w: peer does not accept our authentication mechanism", ErrAuthFailed)
+		return fmt.Errorf("%w: peer does not accept our authentication mechanism (cluster key, user login, or both)", ErrAuthFailed)
+	case failRateLimited:
+		return fmt.Errorf("%w: the server refuses logins for now after too many failures; try again later", ErrSCRAMRateLimited)
 	case failProtocol:
 		return fmt.Errorf("%w: peer reported a protocol violation", ErrProtocol)
 	}
@@ -266,13 +277,34 @@ func checkFrameLimit(n uint32) error {
 	return nil
 }
 
-func parseFinished(b []byte, want byte) ([]byte, error) {
+// parseFinished reads a Finished message; withSCRAM says whether it must
+// carry a SCRAM proof or signature after the MAC.
+func parseFinished(b []byte, want byte, withSCRAM bool) (mac []byte, scram string, err error) {
 	r, err := parseMsgHeader(b, want)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	mac := r.take(macLen)
-	return mac, r.end()
+	mac = r.take(macLen)
+	if withSCRAM {
+		scram = r.text("SCRAM proof")
+	}
+	return mac, scram, r.end()
+}
+
+// text reads a one-byte length and that many bytes of printable ASCII (the
+// SCRAM fields are names and base64).
+func (r *reader) text(what string) string {
+	v := r.take(int(r.byte()))
+	if r.err != nil {
+		return ""
+	}
+	for _, c := range v {
+		if c < 0x21 || c > 0x7e {
+			r.err = fmt.Errorf("%w: %s is not printable ASCII", ErrProtocol, what)
+			return ""
+		}
+	}
+	return string(v)
 }
 
 // errMechanism is an authentication failure the peer can be told about
@@ -287,6 +319,8 @@ func failureCode(err error) byte {
 		return failCipher
 	case errors.Is(err, errMechanism):
 		return failMechanism
+	case errors.Is(err, ErrSCRAMRateLimited):
+		return failRateLimited
 	case errors.Is(err, ErrAuthFailed):
 		return failAuth
 	case errors.Is(err, ErrProtocol):

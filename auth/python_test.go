@@ -12,6 +12,7 @@ import (
 	"hash"
 	"io"
 	"net"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -158,7 +159,7 @@ func TestPythonServerKnownAnswers(t *testing.T) {
 	}
 	want := ConnectionState{Mode: ModePython, PythonDigest: "sha256",
 		MaxFrameSize: DefaultMaxFrameSize, PeerMaxFrameSize: DefaultMaxFrameSize}
-	if got := s.result().state; got != want {
+	if got := s.result().state; !reflect.DeepEqual(got, want) {
 		t.Fatalf("state = %+v, want %+v", got, want)
 	}
 	if r := s.result(); r.readSecret != nil || r.writeSecret != nil {

@@ -1,0 +1,224 @@
+package auth
+
+import (
+	"crypto/ecdh"
+	"crypto/mlkem"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/seed0811993b/conclave/internal/frame"
+)
+
+// userServer returns a SCRAM server knowing alice (password "pencil",
+// roles worker and client).
+func userServer(t testing.TB) *SCRAMServer {
+	t.Helper()
+	cred, err := NewCredential("pencil", MinSCRAMIterations, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred.Roles = []string{RoleWorker, RoleClient}
+	srv, err := NewSCRAMServer(CredentialMap{"alice": cred}, SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+func TestNativeUserLogin(t *testing.T) {
+	users := userServer(t)
+	key := testKey(t)
+	for _, tc := range []struct {
+		name      string
+		client    *Config
+		server    *Config
+		mechanism string
+	}{
+		{"user only", &Config{User: "alice", Password: "pencil"}, &Config{Users: users, Require: RequireUser}, "user login"},
+		{"key and user", &Config{Key: key, User: "alice", Password: "pencil"}, &Config{Key: key, Users: users, Require: RequireKeyAndUser}, "cluster key and user login"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, s, cerr, serr := handshakePair(t, tc.client, tc.server)
+			if cerr != nil || serr != nil {
+				t.Fatalf("client %v, server %v", cerr, serr)
+			}
+			ss, cs := s.ConnectionState(), c.ConnectionState()
+			if ss.PeerUser != "alice" || strings.Join(ss.PeerRoles, ",") != "worker,client" || ss.Mechanism != tc.mechanism || cs.Mechanism != tc.mechanism {
+				t.Fatalf("server state %+v, client state %+v", ss, cs)
+			}
+			if cs.PeerUser != "" {
+				t.Fatalf("the client sees a peer user %q", cs.PeerUser)
+			}
+			echoBothWays(t, c, s)
+		})
+	}
+}
+
+func TestNativeUserLoginRefusals(t *testing.T) {
+	users := userServer(t)
+	key := testKey(t)
+	for _, tc := range []struct {
+		name         string
+		client       *Config
+		server       *Config
+		cerr, serr   error
+		clientDetail string
+	}{
+		{"wrong password", &Config{User: "alice", Password: "pencl"}, &Config{Users: users, Require: RequireUser},
+			ErrAuthFailed, ErrSCRAMAuth, "wrong key or password"},
+		{"unknown user", &Config{User: "mallory", Password: "pencil"}, &Config{Users: users, Require: RequireUser},
+			ErrAuthFailed, ErrSCRAMAuth, "wrong key or password"},
+		{"key only to a user listener", &Config{Key: key}, &Config{Key: key, Users: users, Require: RequireUser},
+			ErrAuthFailed, errMechanism, "cluster key, user login, or both"},
+		{"user only to a key and user listener", &Config{User: "alice", Password: "pencil"}, &Config{Key: key, Users: users, Require: RequireKeyAndUser},
+			ErrAuthFailed, errMechanism, "mechanism"},
+		{"user to a key listener", &Config{User: "alice", Password: "pencil"}, &Config{Key: key},
+			ErrAuthFailed, errMechanism, "mechanism"},
+		{"right password, wrong key", &Config{Key: testKey(t), User: "alice", Password: "pencil"}, &Config{Key: key, Users: users, Require: RequireKeyAndUser},
+			ErrAuthFailed, ErrAuthFailed, "wrong key or password"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, cerr, serr := handshakePair(t, tc.client, tc.server)
+			if !errors.Is(cerr, tc.cerr) || !errors.Is(serr, tc.serr) {
+				t.Fatalf("client %v, server %v", cerr, serr)
+			}
+			if !strings.Contains(cerr.Error(), tc.clientDetail) {
+				t.Fatalf("client error %q does not say %q", cerr, tc.clientDetail)
+			}
+			if strings.Contains(cerr.Error()+serr.Error(), "pencil") {
+				t.Fatal("an error shows the password")
+			}
+		})
+	}
+}
+
+// TestNativeUserImpostorServer: a server that knows the user's salt and
+// StoredKey (enough to check proofs) but not the ServerKey cannot complete
+// the login: the client refuses it.
+func TestNativeUserImpostorServer(t *testing.T) {
+	cred, err := NewCredential("pencil", MinSCRAMIterations, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred.ServerKey = make([]byte, len(cred.ServerKey)) // a stolen StoredKey, no ServerKey
+	fake, err := NewSCRAMServer(CredentialMap{"alice": cred}, SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, cerr, serr := handshakePair(t, &Config{User: "alice", Password: "pencil"}, &Config{Users: fake, Require: RequireUser})
+	if !errors.Is(cerr, ErrSCRAMServerSignature) {
+		t.Fatalf("client accepted an impostor: client %v, server %v", cerr, serr)
+	}
+}
+
+// TestNativeUserLoginSplice: an attacker in the middle swaps in its own key
+// exchange and forwards the user's login to the real server. The client's
+// proof is bound to the client's transcript, so the server refuses it: the
+// attacker gets no session.
+func TestNativeUserLoginSplice(t *testing.T) {
+	users := userServer(t)
+	victim := newNativeClient(&Config{User: "alice", Password: "pencil"})
+	server := newNativeServer(&Config{Users: users, Require: RequireUser}, "")
+	payload := func(wire []byte) []byte {
+		n, hdr, _, err := frame.ParseHeader(wire, maxHandshakeFrame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wire[hdr : hdr+n]
+	}
+
+	// The victim's hello, with the attacker's own key shares put in.
+	out, _, err := victim.step(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victimHello := payload(out)
+	ch, err := parseClientHello(victimHello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ax, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	adk, _ := mlkem.GenerateKey768()
+	ch.x25519, ch.mlkemKey = ax.PublicKey().Bytes(), adk.EncapsulationKey().Bytes()
+	attackerHello := ch.marshal()
+	atr := newTranscript() // attacker <-> server
+	atr.recv(attackerHello)
+	if _, _, err := server.step(nil); err != nil { // the server waits for a hello
+		t.Fatal(err)
+	}
+	out, _, err = server.step(attackerHello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverHello := payload(out)
+	atr.recv(serverHello)
+	sh, err := parseServerHello(serverHello)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The attacker's own session with the server: it knows hs, since the
+	// user-only mechanism salts it with no key.
+	ms, err := adk.Decapsulate(sh.mlkemCT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sx, _ := ecdh.X25519().NewPublicKey(sh.x25519)
+	xs, _ := ax.ECDH(sx)
+	ahs := handshakeSecret(nil, ms, xs)
+
+	// Towards the victim: the server's hello (salt, iterations, nonce),
+	// with the attacker's key exchange.
+	vek, err := mlkem.NewEncapsulationKey768(victimHello[len(victimHello)-len(ch.mechData)-2-mlkem.EncapsulationKeySize768 : len(victimHello)-len(ch.mechData)-2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, vct := vek.Encapsulate()
+	bx, _ := ecdh.X25519().GenerateKey(rand.Reader)
+	sh2 := *sh
+	sh2.x25519, sh2.mlkemCT = bx.PublicKey().Bytes(), vct
+	out, _, err = victim.step(sh2.marshal())
+	if err != nil {
+		t.Fatalf("the victim refused the spliced hello early: %v", err)
+	}
+	_, victimProof, err := parseFinished(payload(out), msgClientFinished, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// To the server: a valid MAC for the attacker's transcript, and the
+	// victim's proof.
+	forged := marshalFinished(msgClientFinished, proof(ahs, labelClientProof, atr.sum()), victimProof)
+	_, _, err = server.step(forged)
+	if !errors.Is(err, ErrSCRAMAuth) {
+		t.Fatalf("the server accepted a spliced login: %v", err)
+	}
+}
+
+// FuzzSCRAMMessages feeds arbitrary bytes to the parsers of the user
+// mechanisms' handshake fields: they must never panic, and what parses must
+// re-encode to the same bytes.
+func FuzzSCRAMMessages(f *testing.F) {
+	f.Add(marshalClientSCRAM("alice", "AAECAwQFBgcICQoLDA0ODw=="))
+	f.Add(marshalServerSCRAM(SCRAMChallenge{Salt: "oKGio6SlpqeoqaqrrK2urw==", Iterations: 4096, CombinedNonce: "AAECAwQFBgcICQoLDA0ODw==EBESExQVFhcYGRobHB0eHyAh"}))
+	f.Add(marshalFinished(msgClientFinished, make([]byte, macLen), "cTOYR6iEchVLoF96lSjEI1lXLhhI2WlVyVgu49A/bVk="))
+	f.Add([]byte{0xff, 'a'})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if user, cnonce, err := parseClientSCRAM(b); err == nil {
+			if got := marshalClientSCRAM(user, cnonce); string(got) != string(b) {
+				t.Fatalf("client fields re-encode as %x, from %x", got, b)
+			}
+		}
+		if ch, err := parseServerSCRAM(b); err == nil {
+			if got := marshalServerSCRAM(ch); string(got) != string(b) {
+				t.Fatalf("server fields re-encode as %x, from %x", got, b)
+			}
+		}
+		if mac, text, err := parseFinished(b, msgClientFinished, true); err == nil {
+			if got := marshalFinished(msgClientFinished, mac, text); string(got) != string(b) && text != "" {
+				t.Fatalf("finished re-encodes as %x, from %x", got, b)
+			}
+		}
+	})
+}
