@@ -5,6 +5,9 @@
 //	conclave keygen -o FILE    write a new random 32-byte cluster key, mode 0600
 //	conclave bench [-d 3s] [-runs 3] [-json] [link] [handshake]
 //	                           measure links and handshakes between two processes
+//	conclave user [-store FILE] add NAME [-roles worker] | list | del NAME | passwd NAME
+//	                           manage SCRAM users in a credential store (-store FILE
+//	                           or $CONCLAVE_USERS_FILE); see conclave user -h
 package main
 
 import (
@@ -24,7 +27,12 @@ func main() {
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "conclave:", err)
-		os.Exit(1)
+		code := 1 // 2 for a usage error, 130 when interrupted: see exitError
+		var e interface{ exitStatus() int }
+		if errors.As(err, &e) {
+			code = e.exitStatus()
+		}
+		os.Exit(code)
 	}
 }
 
@@ -34,6 +42,9 @@ commands:
   keygen -o FILE    write a new random 32-byte cluster key (mode 0600)
   bench [-d 3s] [-runs 3] [-json] [link] [handshake]
                     measure links and handshakes between two processes
+  user [-store FILE] add NAME [-roles worker] | list | del NAME | passwd NAME
+                    manage SCRAM users in a credential store (-store FILE or
+                    $CONCLAVE_USERS_FILE); see conclave user -h
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return keygen(args[1:], stdout, stderr)
 	case "bench":
 		return bench(ctx, args[1:], stdout, stderr)
+	case "user":
+		return userCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "bench-peer": // bench's other process; not for users
 		return benchPeer(ctx, os.Stdin, stdout)
 	case "help", "-h", "--help":

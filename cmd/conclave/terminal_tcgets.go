@@ -1,0 +1,10 @@
+//go:build aix || linux || solaris
+
+package main
+
+import "golang.org/x/sys/unix"
+
+const (
+	ioctlGetTermios = unix.TCGETS
+	ioctlSetTermios = unix.TCSETS
+)
