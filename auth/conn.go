@@ -207,6 +207,18 @@ func (c *Conn) newHandshaker() handshaker {
 func (c *Conn) run(h handshaker) error {
 	out, done, err := h.step(nil)
 	for {
+		// Frames the peer pipelined are answered before anything is
+		// written, so the replies leave in one write (Python mode: a
+		// client's answer and challenge get #WELCOME# and our answer).
+		for err == nil && !done && c.frameBuffered(h.readLimit()) {
+			in, rerr := c.readHandshakeFrame(h.readLimit())
+			if rerr != nil {
+				break
+			}
+			var more []byte
+			more, done, err = h.step(in)
+			out = append(out, more...)
+		}
 		if len(out) > 0 {
 			if _, werr := c.conn.Write(out); werr != nil && err == nil {
 				err = fmt.Errorf("auth: handshake: %w", werr)
@@ -244,6 +256,12 @@ func (c *Conn) readHandshakeFrame(limit int) ([]byte, error) {
 			return nil, err
 		}
 	}
+}
+
+// frameBuffered reports whether a whole handshake frame is already read.
+func (c *Conn) frameBuffered(limit int) bool {
+	n, hdr, need, err := frame.ParseHeader(c.rawIn[c.inR:c.inW], limit)
+	return err == nil && need == 0 && c.inW-c.inR >= hdr+n
 }
 
 func handshakeReadErr(err error) error {

@@ -156,14 +156,18 @@ func (c *pythonClient) step(in []byte) ([]byte, bool, error) {
 	case 0:
 		return nil, false, nil // the server speaks first
 	case 1:
+		// Our challenge goes out with our answer instead of after the
+		// server's #WELCOME#: Python's server reads the two in order
+		// anyway, and the handshake saves a round trip.
 		out, err := c.answer(in)
-		return c.end(out, false, err)
-	case 2:
-		if err := c.welcomed(in); err != nil {
-			return c.end(nil, false, err)
+		if err != nil {
+			return c.end(out, false, err)
 		}
-		out, err := c.challenge()
-		return c.end(out, false, err)
+		ch, err := c.challenge()
+		return c.end(append(out, ch...), false, err)
+	case 2:
+		err := c.welcomed(in)
+		return c.end(nil, false, err)
 	case 3:
 		if err := c.verify(in); err != nil {
 			return c.end(pyFrame(pyFailure, nil), false, err)
