@@ -11,12 +11,13 @@ import (
 // bytes: put waits while it is full, which stops the link's reader and so
 // pushes back on the sender instead of growing memory.
 type inbox struct {
-	mu    sync.Mutex
-	q     []inMsg
-	bytes int
-	max   int
-	wake  chan struct{} // the consumer's doorbell
-	room  chan struct{} // producers' doorbell
+	mu       sync.Mutex
+	q        []inMsg
+	bytes    int
+	max      int
+	sleeping bool          // the consumer waits on wake; guarded by mu
+	wake     chan struct{} // the consumer's doorbell, rung only when it sleeps
+	room     chan struct{} // producers' doorbell
 }
 
 // inMsg is one received one-way message and what delivering it needs.
@@ -56,8 +57,12 @@ func (b *inbox) put(ctx context.Context, stalled *atomic.Int32, m inMsg) error {
 	}
 	b.q = append(b.q, m)
 	b.bytes += m.size
+	ring := b.sleeping
+	b.sleeping = false
 	b.mu.Unlock()
-	signal(b.wake)
+	if ring {
+		signal(b.wake)
+	}
 	return nil
 }
 
@@ -68,6 +73,7 @@ func (b *inbox) run(ctx context.Context, deliver func(*inMsg)) {
 		b.mu.Lock()
 		batch, b.q = b.q, batch[:0]
 		b.bytes = 0
+		b.sleeping = len(batch) == 0
 		b.mu.Unlock()
 		if len(batch) == 0 {
 			select {

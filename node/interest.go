@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -50,48 +51,69 @@ func (s *Subscription) Unsubscribe() error {
 	return nil
 }
 
-// localTable holds this node's handlers and subscriptions.
+// localTable holds this node's handlers and subscriptions. Every received
+// message looks it up and registrations are rare, so readers load an
+// immutable snapshot without locking and writers (serialised by mu)
+// publish a new one.
 type localTable struct {
-	mu       sync.RWMutex
-	nextSID  uint64
+	mu      sync.Mutex
+	nextSID uint64
+	snap    atomic.Pointer[localSnapshot]
+}
+
+// localSnapshot is one immutable state of a localTable.
+type localSnapshot struct {
 	handlers map[string]*Subscription
 	plain    map[string][]*Subscription
 	bySID    map[uint64]*Subscription
 }
 
 func (t *localTable) init() {
-	t.handlers = make(map[string]*Subscription)
-	t.plain = make(map[string][]*Subscription)
-	t.bySID = make(map[uint64]*Subscription)
+	t.snap.Store(&localSnapshot{
+		handlers: map[string]*Subscription{},
+		plain:    map[string][]*Subscription{},
+		bySID:    map[uint64]*Subscription{},
+	})
+}
+
+// clone copies a snapshot for a writer to change.
+func (s *localSnapshot) clone() *localSnapshot {
+	return &localSnapshot{handlers: maps.Clone(s.handlers), plain: maps.Clone(s.plain), bySID: maps.Clone(s.bySID)}
 }
 
 func (t *localTable) add(s *Subscription) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	cur := t.snap.Load()
 	if s.kind == interestService {
-		if _, dup := t.handlers[s.topic]; dup {
+		if _, dup := cur.handlers[s.topic]; dup {
 			return fmt.Errorf("node: topic %q already has a handler", s.topic)
 		}
-		t.handlers[s.topic] = s
 	}
+	next := cur.clone()
 	t.nextSID++
 	s.sid = t.nextSID
-	t.bySID[s.sid] = s
-	if s.kind == interestSub {
-		t.plain[s.topic] = append(t.plain[s.topic], s)
+	next.bySID[s.sid] = s
+	switch s.kind {
+	case interestService:
+		next.handlers[s.topic] = s
+	case interestSub:
+		next.plain[s.topic] = append(next.plain[s.topic][:len(next.plain[s.topic]):len(next.plain[s.topic])], s)
 	}
+	t.snap.Store(next)
 	return nil
 }
 
 func (t *localTable) remove(s *Subscription) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.bySID, s.sid)
+	next := t.snap.Load().clone()
+	delete(next.bySID, s.sid)
 	switch s.kind {
 	case interestService:
-		delete(t.handlers, s.topic)
+		delete(next.handlers, s.topic)
 	case interestSub:
-		subs := t.plain[s.topic]
+		subs := next.plain[s.topic]
 		for i, x := range subs {
 			if x == s {
 				subs = append(subs[:i:i], subs[i+1:]...)
@@ -99,55 +121,48 @@ func (t *localTable) remove(s *Subscription) {
 			}
 		}
 		if len(subs) == 0 {
-			delete(t.plain, s.topic)
+			delete(next.plain, s.topic)
 		} else {
-			t.plain[s.topic] = subs
+			next.plain[s.topic] = subs
 		}
 	}
+	t.snap.Store(next)
 }
 
 // handler returns the handler for topic, or nil.
 func (t *localTable) handler(topic string) *Subscription {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.handlers[topic]
+	return t.snap.Load().handlers[topic]
 }
 
-// subs returns the plain subscriptions to topic; the slice is never
-// modified in place, so it may be used after the lock is released.
+// subs returns the plain subscriptions to topic; snapshots never change,
+// so the slice stays valid.
 func (t *localTable) subs(topic string) []*Subscription {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.plain[topic]
+	return t.snap.Load().plain[topic]
 }
 
 // intern returns topic as a string, without allocating when this node has
 // a handler or subscription for it (the usual case for received messages).
 func (t *localTable) intern(topic []byte) string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if s, ok := t.handlers[string(topic)]; ok {
+	snap := t.snap.Load()
+	if s, ok := snap.handlers[string(topic)]; ok {
 		return s.topic
 	}
-	if subs := t.plain[string(topic)]; len(subs) > 0 {
+	if subs := snap.plain[string(topic)]; len(subs) > 0 {
 		return subs[0].topic
 	}
 	return string(topic)
 }
 
 func (t *localTable) bySub(sid uint64) *Subscription {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.bySID[sid]
+	return t.snap.Load().bySID[sid]
 }
 
 // ops returns an interest op adding every registration, for a snapshot.
 func (t *localTable) ops() []interestOp {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	out := make([]interestOp, 0, len(t.bySID)+1)
+	snap := t.snap.Load()
+	out := make([]interestOp, 0, len(snap.bySID)+1)
 	out = append(out, interestOp{Op: opReset})
-	for _, s := range t.bySID {
+	for _, s := range snap.bySID {
 		out = append(out, interestOp{Op: opAdd, SID: s.sid, Kind: s.kind, Topic: s.topic, Group: s.group})
 	}
 	return out

@@ -42,8 +42,12 @@ type Link struct {
 	vectored   vectoredWriter // conn, when it can start records where asked
 	writerDone chan struct{}
 
-	// recvSem admits one Recv at a time; the holder owns rd.
-	recvSem        chan struct{}
+	// recvMu admits one Recv at a time; the holder owns rd. A Recv that
+	// finds it taken waits on recvFree (with its context), counted in
+	// recvWaiting, so that the common case, one reader, costs a mutex.
+	recvMu         sync.Mutex
+	recvFree       chan struct{}
+	recvWaiting    atomic.Int32
 	rd             frameReader
 	recvDeadlineOn bool
 	framesRecv     atomic.Uint64
@@ -87,7 +91,7 @@ func NewLink(ctx context.Context, conn net.Conn, cfg *Config) (*Link, error) {
 		changed:    make(chan struct{}),
 		wake:       make(chan struct{}, 1),
 		writerDone: make(chan struct{}),
-		recvSem:    make(chan struct{}, 1),
+		recvFree:   make(chan struct{}, 1),
 		rd:         frameReader{r: conn, max: st.MaxFrameSize},
 		closed:     make(chan struct{}),
 	}
@@ -265,18 +269,12 @@ func splitAt(dst [][]byte, b []byte, offsets []int) [][]byte {
 // Link fails. A Recv cut short by ctx loses nothing: the next Recv carries on
 // with the same frame. After the peer closes cleanly Recv returns io.EOF.
 func (l *Link) Recv(ctx context.Context) ([]byte, error) {
-	select {
-	case l.recvSem <- struct{}{}:
-	default:
-		select {
-		case l.recvSem <- struct{}{}:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-l.closed:
-			return nil, l.failure()
+	if !l.recvMu.TryLock() {
+		if err := l.waitRecv(ctx); err != nil {
+			return nil, err
 		}
 	}
-	defer func() { <-l.recvSem }()
+	defer l.releaseRecv()
 	if err := l.failure(); err != nil {
 		return nil, err
 	}
@@ -288,6 +286,37 @@ func (l *Link) Recv(ctx context.Context) ([]byte, error) {
 		l.recvDeadlineOn = false
 	}
 	return l.recv()
+}
+
+// waitRecv waits for the Recv in progress to finish, then takes recvMu.
+func (l *Link) waitRecv(ctx context.Context) error {
+	l.recvWaiting.Add(1)
+	defer l.recvWaiting.Add(-1)
+	for {
+		// Checked after counting ourselves: a holder that unlocked before
+		// seeing the count left the mutex free for this TryLock.
+		if l.recvMu.TryLock() {
+			return nil
+		}
+		select {
+		case <-l.recvFree:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-l.closed:
+			return l.failure()
+		}
+	}
+}
+
+// releaseRecv ends a Recv and wakes one waiting Recv, if any.
+func (l *Link) releaseRecv() {
+	l.recvMu.Unlock()
+	if l.recvWaiting.Load() > 0 {
+		select {
+		case l.recvFree <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // recvCtx bounds a read by ctx through the connection's read deadline, so

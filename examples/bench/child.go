@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -90,6 +91,13 @@ func childMain(args []string) int {
 			}
 		}
 	}()
+	if dir := os.Getenv("CONCLAVE_BENCH_CPUPROFILE"); dir != "" {
+		// Profiling aid: each child writes its CPU profile into dir.
+		f, err := os.CreateTemp(dir, args[0]+"-*.pprof")
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	if err := body(e); err != nil {
 		e.emit(report{Ev: "error", Err: err.Error()})
 		return 1
