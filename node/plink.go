@@ -176,82 +176,114 @@ func (l *plink) read() {
 
 // readFrames is read's loop; it returns why the link ended.
 func (l *plink) readFrames() error {
-	p, n := l.p, l.p.n
-	lim := codec.Limits{}
-	var pendingBytes int
-	first := true
+	var st readState
+	st.first = true
+	var batch [][]byte
 	for {
-		// No context: a cancellable one costs a timer per frame, and the link
-		// is closed when the node or the session ends.
-		b, err := l.tl.Recv(context.Background())
+		// No context: a cancellable one costs a timer per read, and the
+		// link is closed when the node or the session ends.
+		var err error
+		batch, err = l.tl.RecvBatch(context.Background(), batch[:0], readBatch)
 		if err != nil {
 			return err
 		}
-		l.recvd.Add(1)
-		var e codec.Envelope
-		if err := codec.ParseEnvelope(b, &e, lim); err != nil {
-			return n.protocolError(p, err)
-		}
-		if first {
-			first = false
-			if e.Kind != codec.KindControl || string(e.Topic) != ctlHello || e.Seq != 0 {
-				return n.protocolError(p, errors.New("first envelope is not a hello"))
+		l.recvd.Add(uint64(len(batch)))
+		for i, b := range batch {
+			batch[i] = nil
+			if stop, err := l.frame(b, &st); stop || err != nil {
+				return err
 			}
-			var h hello
-			if err := codec.Msgpack.Unmarshal(e.Body, &h); err != nil || h.Epoch == 0 || h.FirstSeq == 0 {
-				return n.protocolError(p, errors.New("malformed hello"))
-			}
-			p.resume(h)
-			l.helloCh <- h
-			continue
 		}
-		if e.Seq == 0 {
-			switch {
-			case e.Kind == codec.KindAck:
-				p.applyAck(e.ID, e.Ack)
-			case e.Kind == codec.KindControl && string(e.Topic) == ctlPing:
-			case e.Kind == codec.KindControl && string(e.Topic) == ctlLeave:
-				n.peerLeft(p, "it closed")
-				return nil
-			default:
-				return n.protocolError(p, errors.New("unsequenced "+e.Kind.String()+" envelope"))
-			}
-			continue
-		}
-		p.inMu.Lock()
-		cur := p.recvSeq.Load()
-		if e.Seq <= cur {
-			p.inMu.Unlock()
-			p.dups.Add(1)
-			continue
-		}
-		if e.Seq != cur+1 {
-			p.inMu.Unlock()
-			return n.protocolError(p, errors.New("sequence gap"))
-		}
-		p.recvSeq.Store(e.Seq)
-		err = n.dispatch(p, &e, len(b))
-		p.inMu.Unlock()
-		p.recv.Add(1)
-		if err != nil {
-			return err
-		}
-		if e.Kind == codec.KindControl && string(e.Topic) == ctlLeave {
-			// The peer's Leave waits for this acknowledgement, which the
-			// delayed-ack timer would send after the link is gone.
-			l.ackNow()
-			n.peerLeft(p, "it left the cluster")
-			return nil
-		}
-		pendingBytes += len(b)
-		if pendingBytes >= ackBytes {
-			pendingBytes = 0
-			l.needAck.Store(true)
-			signal(l.kick)
-		} else if !l.armed.Swap(true) {
-			l.timer.Reset(ackDelay)
-		}
+		st.ackIfDue(l)
 	}
+}
+
+// readBatch is the most frames taken from the link per read: enough to
+// spread the read's synchronisation over a burst, few enough that acks
+// stay timely.
+const readBatch = 64
+
+// readState is what the reader carries from frame to frame.
+type readState struct {
+	first        bool // the next frame must be the peer's hello
+	pendingBytes int  // sequenced bytes accepted since the last ack kick
+}
+
+// ackIfDue asks for an acknowledgement once enough has arrived, or arms
+// the delayed-ack timer.
+func (st *readState) ackIfDue(l *plink) {
+	if st.pendingBytes == 0 {
+		return
+	}
+	if st.pendingBytes >= ackBytes {
+		st.pendingBytes = 0
+		l.needAck.Store(true)
+		signal(l.kick)
+	} else if !l.armed.Swap(true) {
+		l.timer.Reset(ackDelay)
+	}
+}
+
+// frame handles one received frame; stop means the link is done.
+func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
+	p, n := l.p, l.p.n
+	var e codec.Envelope
+	if err := codec.ParseEnvelope(b, &e, codec.Limits{}); err != nil {
+		return true, n.protocolError(p, err)
+	}
+	if st.first {
+		st.first = false
+		if e.Kind != codec.KindControl || string(e.Topic) != ctlHello || e.Seq != 0 {
+			return true, n.protocolError(p, errors.New("first envelope is not a hello"))
+		}
+		var h hello
+		if err := codec.Msgpack.Unmarshal(e.Body, &h); err != nil || h.Epoch == 0 || h.FirstSeq == 0 {
+			return true, n.protocolError(p, errors.New("malformed hello"))
+		}
+		p.resume(h)
+		l.helloCh <- h
+		return false, nil
+	}
+	if e.Seq == 0 {
+		switch {
+		case e.Kind == codec.KindAck:
+			p.applyAck(e.ID, e.Ack)
+		case e.Kind == codec.KindControl && string(e.Topic) == ctlPing:
+		case e.Kind == codec.KindControl && string(e.Topic) == ctlLeave:
+			n.peerLeft(p, "it closed")
+			return true, nil
+		default:
+			return true, n.protocolError(p, errors.New("unsequenced "+e.Kind.String()+" envelope"))
+		}
+		return false, nil
+	}
+	p.inMu.Lock()
+	cur := p.recvSeq.Load()
+	if e.Seq <= cur {
+		p.inMu.Unlock()
+		p.dups.Add(1)
+		return false, nil
+	}
+	if e.Seq != cur+1 {
+		p.inMu.Unlock()
+		return true, n.protocolError(p, errors.New("sequence gap"))
+	}
+	p.recvSeq.Store(e.Seq)
+	err = n.dispatch(p, &e, len(b))
+	p.inMu.Unlock()
+	p.recv.Add(1)
+	if err != nil {
+		return true, err
+	}
+	if e.Kind == codec.KindControl && string(e.Topic) == ctlLeave {
+		// The peer's Leave waits for this acknowledgement, which the
+		// delayed-ack timer would send after the link is gone.
+		l.ackNow()
+		n.peerLeft(p, "it left the cluster")
+		return true, nil
+	}
+	st.pendingBytes += len(b)
+	return false, nil
 }
 
 // ackNow writes an acknowledgement of everything accepted so far and waits

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -357,5 +358,44 @@ func TestListenerCloseIsClean(t *testing.T) {
 	}
 	if err := <-errc; !errors.Is(err, ErrClosed) {
 		t.Fatalf("Accept after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestRecvBatch: frames read in batches arrive complete and in order,
+// batches never exceed their bound, and a burst is taken in few reads.
+func TestRecvBatch(t *testing.T) {
+	cfg := testConfig(t, nil)
+	a, b := linkPair(t, cfg, cfg)
+	ctx := ctxT(t)
+	const total = 5000
+	go func() {
+		for i := range total {
+			if err := a.Send(ctx, []byte(strconv.Itoa(i))); err != nil {
+				return
+			}
+		}
+	}()
+	var batch [][]byte
+	got, reads := 0, 0
+	for got < total {
+		var err error
+		batch, err = b.RecvBatch(ctx, batch[:0], 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(batch) == 0 || len(batch) > 16 {
+			t.Fatalf("batch of %d frames", len(batch))
+		}
+		for _, p := range batch {
+			if string(p) != strconv.Itoa(got) {
+				t.Fatalf("frame %d is %q", got, p)
+			}
+			got++
+		}
+		reads++
+	}
+	t.Logf("%d frames in %d batches", total, reads)
+	if reads == total {
+		t.Error("every batch held one frame: batching never happened")
 	}
 }

@@ -109,6 +109,16 @@ func (fr *frameReader) fillBig() ([]byte, error) {
 	return p, nil
 }
 
+// buffered reports whether a whole small frame is buffered, so that next
+// returns it without reading.
+func (fr *frameReader) buffered() bool {
+	if fr.big != nil {
+		return false
+	}
+	n, hdr, need, err := frame.ParseHeader(fr.buf[fr.start:fr.end], fr.max)
+	return err == nil && need == 0 && hdr+n <= fr.end-fr.start
+}
+
 // bigBufs recycles the read buffers of busy links.
 var bigBufs = sync.Pool{New: func() any { b := make([]byte, readBufSize); return &b }}
 
