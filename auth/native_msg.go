@@ -220,7 +220,7 @@ func failureError(code byte) error {
 	case failMechanism:
 		return fmt.Errorf("%w: peer does not accept our authentication mechanism (cluster key, user login, or both)", ErrAuthFailed)
 	case failRateLimited:
-		return fmt.Errorf("%w: the server refuses logins for now after too many failures; try again later", ErrSCRAMRateLimited)
+		return fmt.Errorf("%w: %w: the server refuses logins for now after too many failures; try again later", ErrAuthFailed, ErrSCRAMRateLimited)
 	case failProtocol:
 		return fmt.Errorf("%w: peer reported a protocol violation", ErrProtocol)
 	}
