@@ -69,6 +69,27 @@ type Config struct {
 	// Gossip selects memberlist timings. Default: GossipLAN.
 	Gossip GossipProfile
 
+	// Connect makes this node a client: it does not join the gossip (Bind,
+	// Join and Tags are unused) and instead dials these link addresses
+	// (Node.LinkAddr of cluster members) at Start, which fails if one
+	// cannot be reached or refuses the login. A client reaches only the
+	// members it connects to, and may serve nothing to them unless its
+	// user's roles allow it.
+	Connect []string
+
+	// User and Password log this node in as a user on the links it dials
+	// (SCRAM-SHA-256 in the handshake). With Key also set it proves both.
+	User     string
+	Password auth.Password
+
+	// Users checks the user logins of incoming links, and Require says
+	// what an incoming link must prove: the cluster key (the default), a
+	// user login, or both. A peer that logged in as a user is held to its
+	// roles (auth.RoleAdmin, RoleWorker, RoleClient, RoleMonitor): see
+	// docs/security.md.
+	Users   *auth.SCRAMServer
+	Require auth.Require
+
 	// SendQueueBytes bounds, per peer, the encoded messages sent but not yet
 	// acknowledged. A send waits for room, so a slow consumer slows its
 	// senders instead of growing memory. Default: DefaultSendQueueBytes.
@@ -124,11 +145,15 @@ func (c Config) withDefaults() (Config, error) {
 	if err := discoCheckName(c.Name); err != nil {
 		return c, err
 	}
-	if len(c.Key) == 0 {
-		return c, errors.New("node: Config.Key is required (see auth.GenerateKey and auth.LoadKeyFile)")
+	keyless := len(c.Connect) > 0 && c.User != "" // a client logging in as a user needs no cluster key
+	if len(c.Key) == 0 && !keyless {
+		return c, errors.New("node: Config.Key is required (see auth.GenerateKey and auth.LoadKeyFile), unless a client (Config.Connect) logs in as a Config.User")
 	}
-	if len(c.Key) < auth.MinKeyLen {
+	if len(c.Key) > 0 && len(c.Key) < auth.MinKeyLen {
 		return c, fmt.Errorf("node: Config.Key has %d bytes, want at least %d", len(c.Key), auth.MinKeyLen)
+	}
+	if len(c.Connect) > 0 && len(c.Join) > 0 {
+		return c, errors.New("node: Config.Connect (a client) and Config.Join (a member) exclude each other")
 	}
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster

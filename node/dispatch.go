@@ -15,8 +15,13 @@ import (
 // messages go to p's inbox (in order) and requests to goroutines of their
 // own, so a handler that itself waits on p never blocks p's replies.
 func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
+	ident := p.ident.Load()
 	switch e.Kind {
 	case codec.KindData:
+		if !ident.maySend(string(e.Topic)) {
+			n.forbidden(p, ident, 0, string(e.Topic), "send to topic "+string(e.Topic))
+			return nil
+		}
 		return p.inbox.put(n.ctx, &p.stalled, inMsg{
 			from:  p,
 			msg:   Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags},
@@ -25,6 +30,14 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 			reply: e.Flags&(flagPublish|flagBroadcast) == 0,
 		})
 	case codec.KindRequest:
+		if string(e.Topic) == StatusTopic {
+			n.serveStatus(p, e.ID)
+			return nil
+		}
+		if !ident.maySend(string(e.Topic)) {
+			n.forbidden(p, ident, e.ID, string(e.Topic), "send requests to topic "+string(e.Topic))
+			return nil
+		}
 		select {
 		case n.reqSem <- struct{}{}:
 		default:
@@ -50,7 +63,15 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 	case codec.KindControl:
 		switch string(e.Topic) {
 		case ctlInterest:
-			return n.applyInterest(p, e.Body)
+			return n.applyInterest(p, ident, e.Body)
+		case ctlWhoami:
+			var w whoami
+			if err := codec.Msgpack.Unmarshal(e.Body, &w); err != nil {
+				return n.protocolError(p, fmt.Errorf("whoami: %w", err))
+			}
+			if len(n.cfg.Connect) > 0 {
+				n.selfIdentity.Store(&identity{user: w.User, roles: w.Roles})
+			}
 		case ctlLeave:
 			// Handled by the link's reader, which acknowledges it first.
 		case ctlResync:

@@ -35,6 +35,10 @@ var (
 
 	// ErrBusy means the remote node has too many requests in progress.
 	ErrBusy = errors.New("node: busy")
+
+	// ErrForbidden means the user this node logged in as lacks the role
+	// for what it asked: see docs/security.md.
+	ErrForbidden = errors.New("node: forbidden")
 )
 
 // Error codes carried by error replies on the wire (docs/protocol.md §6).
@@ -43,6 +47,7 @@ const (
 	codeHandler      uint8 = 2
 	codePanic        uint8 = 3
 	codeBadRequest   uint8 = 4
+	codeForbidden    uint8 = 5
 )
 
 // RemoteError is the error a Request returns when the remote side answers
@@ -66,6 +71,8 @@ func (e *RemoteError) Is(target error) bool {
 		return target == ErrNoResponders
 	case codePanic:
 		return target == ErrHandlerPanic
+	case codeForbidden:
+		return target == ErrForbidden
 	}
 	return false
 }

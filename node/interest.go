@@ -362,12 +362,16 @@ func (n *Node) dropInterests(p *peer) {
 }
 
 // applyInterest applies a batch of interest ops received from p.
-func (n *Node) applyInterest(p *peer, body []byte) error {
+func (n *Node) applyInterest(p *peer, ident *identity, body []byte) error {
 	var ops []interestOp
 	if err := codec.Msgpack.Unmarshal(body, &ops); err != nil {
 		return n.protocolError(p, fmt.Errorf("interest: %w", err))
 	}
 	for _, op := range ops {
+		if op.Op == opAdd && !ident.mayServe() {
+			n.log.Warn("denied", "peer", p.id, "topic", op.Topic, "why", ident.String()+" may not serve or subscribe")
+			continue
+		}
 		if err := n.routes.update(p, op); err != nil {
 			return n.protocolError(p, fmt.Errorf("interest: %w", err))
 		}
@@ -386,6 +390,9 @@ func (n *Node) register(s *Subscription) (*Subscription, error) {
 	}
 	if n.ctx.Err() != nil {
 		return nil, ErrClosed
+	}
+	if err := n.checkServe(); err != nil {
+		return nil, err
 	}
 	n.routes.order.Lock()
 	defer n.routes.order.Unlock()

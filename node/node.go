@@ -48,6 +48,8 @@ type Node struct {
 	local  localTable // this node's handlers and subscriptions
 	routes routeTable // what the other members want
 
+	selfIdentity atomic.Pointer[identity] // a client's user, as members told it
+
 	reqID       atomic.Uint64
 	undelivered atomic.Uint64
 	reqSem      chan struct{}
@@ -85,7 +87,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.done = n.ctx.Done()
 
 	tcfg := &transport.Config{
-		Auth: &auth.Config{Key: cfg.Key, Name: n.id, MaxFrameSize: cfg.MaxFrameSize, Logger: n.log},
+		Auth: &auth.Config{
+			Key: cfg.Key, Name: n.id, MaxFrameSize: cfg.MaxFrameSize, Logger: n.log,
+			User: cfg.User, Password: cfg.Password, Users: cfg.Users, Require: cfg.Require,
+		},
 		// Room for the whole resend backlog plus control frames, so that
 		// handing a sequenced frame to the link never waits: the per-peer
 		// queue above is where senders wait.
@@ -129,6 +134,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	go func() { defer n.wg.Done(); n.heartbeat() }()
 	go func() { defer n.wg.Done(); n.self.run(n.ctx, n.deliver) }()
 
+	if len(cfg.Connect) > 0 {
+		// A client: no gossip, links to the given members.
+		for _, addr := range cfg.Connect {
+			if err := n.connect(ctx, addr); err != nil {
+				n.shutdown()
+				return nil, err
+			}
+		}
+		n.log.Info("client started", "link", n.ln.Addr().String(), "connected", cfg.Connect)
+		return n, nil
+	}
 	n.disco, err = startDiscovery(discoveryConfig{
 		Name: cfg.Name, Boot: n.boot, Key: cfg.Key, Cluster: cfg.Cluster,
 		Bind: cfg.Bind, Advertise: cfg.Advertise, LinkPort: n.linkPort,
@@ -148,6 +164,32 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// connect dials a member's link address for a client node and adopts the
+// link, so that Start fails on a wrong key or password.
+func (n *Node) connect(ctx context.Context, addr string) error {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return fmt.Errorf("node: Config.Connect %q: want ip:port: %w", addr, err)
+	}
+	tl, err := n.dialer.Dial(ctx, "tcp", addr)
+	if err != nil {
+		return fmt.Errorf("node: connect %s: %w", addr, err)
+	}
+	id := tl.ConnectionState().PeerName
+	name, boot, ok := splitID(id)
+	if !ok || id == n.id {
+		tl.Close()
+		return fmt.Errorf("node: connect %s: the peer calls itself %q, not a member ID", addr, id)
+	}
+	p := n.peerUp(id, name, boot, ap, nil, true)
+	if p == nil {
+		tl.Close()
+		return ErrClosed
+	}
+	p.attach(tl, n.id)
+	return nil
+}
+
 // Name returns the node's stable name.
 func (n *Node) Name() string { return n.cfg.Name }
 
@@ -155,7 +197,13 @@ func (n *Node) Name() string { return n.cfg.Name }
 func (n *Node) ID() string { return n.id }
 
 // GossipAddr returns the gossip address others pass in Config.Join.
-func (n *Node) GossipAddr() string { return n.disco.gossipAddr().String() }
+// A client (Config.Connect) has none: "".
+func (n *Node) GossipAddr() string {
+	if n.disco == nil {
+		return ""
+	}
+	return n.disco.gossipAddr().String()
+}
 
 // LinkAddr returns the address of the node's link listener.
 func (n *Node) LinkAddr() string { return n.ln.Addr().String() }
@@ -178,6 +226,17 @@ func (n *Node) acceptLoop() {
 		if p == nil {
 			tl.Close()
 			continue
+		}
+		if st := tl.ConnectionState(); st.PeerUser != "" {
+			ident := &identity{user: st.PeerUser, roles: st.PeerRoles}
+			if p.inGossip.Load() && !ident.mayServe() {
+				n.log.Warn("refusing a cluster member that logged in as a user who may not serve", "peer", id, "user", st.PeerUser, "roles", st.PeerRoles)
+				tl.Close()
+				continue
+			}
+			if old := p.ident.Swap(ident); old == nil || old.user != ident.user {
+				p.sendControl(ctlWhoami, marshalControl(&whoami{User: ident.user, Roles: ident.roles}))
+			}
 		}
 		p.attach(tl, id)
 	}
@@ -204,6 +263,7 @@ func (n *Node) onDisco(ev discoEvent) {
 		p := n.peerUp(m.ID, m.Name, m.Boot, m.LinkAddr, m.Tags, true)
 		if p != nil {
 			p.gossipDead.Store(false)
+			p.inGossip.Store(true)
 		}
 		if p != nil && ev.Kind == discoUpdate {
 			n.emit(Event{Kind: EventUpdated, Member: p.member()})
@@ -429,10 +489,14 @@ func (p *peer) member() Member {
 }
 
 // Members returns the live members, this node included, sorted by name.
+// Clients connected to this node (Config.Connect) are peers, not members,
+// and are not listed; a client lists the members it connected to.
 func (n *Node) Members() []Member {
 	out := []Member{{Name: n.cfg.Name, ID: n.id, Addr: n.LinkAddr(), Tags: n.cfg.Tags}}
 	for _, p := range n.livePeers() {
-		out = append(out, p.member())
+		if p.inGossip.Load() || n.disco == nil {
+			out = append(out, p.member())
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
@@ -441,6 +505,9 @@ func (n *Node) Members() []Member {
 // SetTags replaces the node's tags and gossips them (EventUpdated at the
 // other members).
 func (n *Node) SetTags(tags map[string]string) error {
+	if n.disco == nil {
+		return errors.New("node: a client (Config.Connect) has no gossip to carry tags")
+	}
 	if err := n.disco.setTags(tags); err != nil {
 		return err
 	}
@@ -464,7 +531,7 @@ func (n *Node) Leave(ctx context.Context) error {
 		}
 		err = n.Flush(ctx)
 	}
-	if err == nil {
+	if err == nil && n.disco != nil {
 		timeout := time.Second
 		if d, ok := ctx.Deadline(); ok {
 			timeout = time.Until(d)

@@ -76,6 +76,12 @@ type peer struct {
 
 	up atomic.Bool // state == stateAlive, readable without p.mu
 
+	// ident is the user the peer logged in as on a link it dialled to us,
+	// which bounds what it may do here; nil: it proved the cluster key
+	// only, a full member. inGossip says gossip knows it.
+	ident    atomic.Pointer[identity]
+	inGossip atomic.Bool
+
 	// gossipDead: gossip declared the peer dead while its link was
 	// healthy; the peer fails as soon as that link is lost.
 	gossipDead atomic.Bool

@@ -26,7 +26,16 @@ const (
 	ctlLeave    = "leave"
 	ctlInterest = "interest"
 	ctlResync   = "resync" // asks for an interest snapshot
+	ctlWhoami   = "whoami" // tells a peer the user and roles it logged in as
 )
+
+// whoami is the body of ctlWhoami.
+type whoami struct {
+	//lint:ignore U1000 msgpack reads the tag: encode as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	User     string
+	Roles    []string
+}
 
 // hello is the first envelope on every link, in both directions. It
 // resumes the two sequenced streams across reconnections: Epoch names the
