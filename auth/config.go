@@ -150,8 +150,8 @@ func (c *Config) check() error {
 		return fmt.Errorf("auth: unknown mode %d", c.Mode)
 	}
 	if c.User != "" || c.Require != RequireKey {
-		if c.Mode == ModePython {
-			return errors.New("auth: user logins need the native handshake; Python mode has only the key")
+		if c.Mode == ModePython && (c.Require == RequireUser || (c.User != "" && len(c.Key) == 0)) {
+			return errors.New("auth: Python mode always needs the cluster key; a user login comes on top of it (RequireKeyAndUser)")
 		}
 		if c.Require > RequireKeyAndUser {
 			return fmt.Errorf("auth: unknown Require %d", c.Require)

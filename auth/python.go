@@ -78,6 +78,7 @@ type pyHandshake struct {
 	ours   []byte    // the challenge we issued, prefix included
 	reg    *registration
 	digest pyDigest
+	login  pyLogin
 	res    handshakeResult
 }
 
@@ -121,6 +122,10 @@ func (h *pyHandshake) end(out []byte, done bool, err error) ([]byte, bool, error
 			MaxFrameSize:     h.cfg.maxFrameSize(),
 			PeerMaxFrameSize: h.cfg.maxFrameSize(),
 		}
+		if h.login.user != "" {
+			h.res.state.Mechanism = mechanismName(mechKeyAndSCRAM)
+			h.res.state.PeerUser, h.res.state.PeerRoles = h.login.user, h.login.roles
+		}
 	}
 	return out, done, err
 }
@@ -144,7 +149,20 @@ func (s *pythonServer) step(in []byte) ([]byte, bool, error) {
 		return s.end(out, false, err)
 	case 3:
 		err := s.welcomed(in)
-		return s.end(nil, err == nil, err)
+		login := err == nil && s.loginWanted(true)
+		return s.end(nil, err == nil && !login, err)
+	case 4:
+		if !s.loginWanted(true) {
+			break
+		}
+		out, err := s.serverFirst(in)
+		return s.end(out, false, err)
+	case 5:
+		if !s.loginWanted(true) {
+			break
+		}
+		out, err := s.serverFinal(in)
+		return s.end(out, err == nil, err)
 	}
 	return s.end(nil, false, fmt.Errorf("%w: python handshake already over", ErrProtocol))
 }
@@ -172,7 +190,24 @@ func (c *pythonClient) step(in []byte) ([]byte, bool, error) {
 		if err := c.verify(in); err != nil {
 			return c.end(pyFrame(pyFailure, nil), false, err)
 		}
-		return c.end(pyFrame(pyWelcome, nil), true, nil)
+		if !c.loginWanted(false) {
+			return c.end(pyFrame(pyWelcome, nil), true, nil)
+		}
+		// The login's first message goes out with our #WELCOME#.
+		first, err := c.clientFirst()
+		return c.end(append(pyFrame(pyWelcome, nil), first...), false, err)
+	case 4:
+		if !c.loginWanted(false) {
+			break
+		}
+		out, err := c.clientFinal(in)
+		return c.end(out, false, err)
+	case 5:
+		if !c.loginWanted(false) {
+			break
+		}
+		err := c.clientVerify(in)
+		return c.end(nil, err == nil, err)
 	}
 	return c.end(nil, false, fmt.Errorf("%w: python handshake already over", ErrProtocol))
 }
