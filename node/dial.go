@@ -111,6 +111,7 @@ func (n *Node) dialLoop(p *peer, delay time.Duration) {
 // attach makes tl the peer's link, unless a simultaneous dial from the
 // other side already produced the link both ends will keep.
 func (p *peer) attach(tl *transport.Link, dialer string) {
+	p.maxFrame.Store(int64(tl.ConnectionState().PeerMaxFrameSize))
 	l := newPlink(p, tl, dialer)
 	p.mu.Lock()
 	if p.state != stateAlive {

@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 
 	"github.com/seed0811993b/conclave/codec"
+	"github.com/seed0811993b/conclave/transport"
 )
 
 // dispatch handles one accepted sequenced envelope from p. It runs on the
@@ -103,6 +104,10 @@ func (n *Node) serve(p *peer, id uint64, m *Msg) {
 		return
 	}
 	if err := p.send(n.ctx, &codec.Envelope{Kind: codec.KindReply, Flags: flags, ID: id, Body: body}, false); err != nil {
+		if errors.Is(err, transport.ErrFrameTooLarge) {
+			n.sendError(p, id, m.Topic, codeHandler, fmt.Sprintf("the reply (%d bytes) is over the requester's frame limit", len(body)))
+			return
+		}
 		n.log.Debug("reply not sent", "peer", p.id, "topic", m.Topic, "err", err)
 	}
 }

@@ -333,8 +333,17 @@ func (n *Node) broadcastInterest(ops []interestOp) {
 // sendSnapshotLocked starts p's session with all of this node's interests.
 // Callers hold routes.order.
 func (n *Node) sendSnapshotLocked(p *peer) {
-	p.sendControl(ctlInterest, marshalControl(n.local.ops()))
+	ops := n.local.ops()
+	for len(ops) > 0 { // in chunks, so that no frame nears the limit
+		k := min(len(ops), snapshotChunk)
+		p.sendControl(ctlInterest, marshalControl(ops[:k]))
+		ops = ops[k:]
+	}
 }
+
+// snapshotChunk is the most interest ops per control frame: well under
+// 64 KiB even with long topics.
+const snapshotChunk = 256
 
 // requestResync asks p for its interests again; see peer.resume.
 func (n *Node) requestResync(p *peer) {

@@ -3,10 +3,13 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/seed0811993b/conclave/transport"
 )
 
 func TestSendIsOrdered(t *testing.T) {
@@ -232,4 +235,69 @@ func TestBroadcastAndGather(t *testing.T) {
 	if len(names) != 3 {
 		t.Fatalf("names %v", names)
 	}
+}
+
+// TestOversizedMessage: a message over the peer's frame limit fails at
+// once, before it takes a place in the stream, and the stream goes on.
+func TestOversizedMessage(t *testing.T) {
+	nodes := startCluster(t, 2, func(i int, c *Config) { c.MaxFrameSize = 64 << 10 })
+	a, b := nodes[0], nodes[1]
+	got := make(chan int, 2)
+	b.Handle("n", func(ctx context.Context, m *Msg) (any, error) {
+		got <- len(m.Data())
+		return nil, nil
+	})
+	waitFor(t, "handler known", 2*time.Second, func() bool { return len(a.Servers("n")) == 1 })
+	ctx := testCtx(t, 10*time.Second)
+	if err := a.Send(ctx, "n1", "n", make([]byte, 100<<10)); !errors.Is(err, transport.ErrFrameTooLarge) {
+		t.Fatalf("oversized send: %v", err)
+	}
+	if err := a.Request(ctx, "n1", "n", make([]byte, 100<<10), nil); !errors.Is(err, transport.ErrFrameTooLarge) {
+		t.Fatalf("oversized request: %v", err)
+	}
+	if err := a.Send(ctx, "n1", "n", make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-got:
+		if n != 1000 {
+			t.Fatalf("got %d bytes", n)
+		}
+	case <-ctx.Done():
+		t.Fatal("the stream stalled after an oversized message")
+	}
+}
+
+// TestOversizedReply: a reply over the requester's limit comes back as an
+// error, not a hang.
+func TestOversizedReply(t *testing.T) {
+	nodes := startCluster(t, 2, func(i int, c *Config) { c.MaxFrameSize = 64 << 10 })
+	a, b := nodes[0], nodes[1]
+	b.Handle("big", func(ctx context.Context, m *Msg) (any, error) { return make([]byte, 100<<10), nil })
+	ctx := testCtx(t, 10*time.Second)
+	err := a.Request(ctx, "n1", "big", nil, nil)
+	var re *RemoteError
+	if !errors.As(err, &re) || !strings.Contains(re.Message, "frame limit") {
+		t.Fatalf("oversized reply: %v", err)
+	}
+}
+
+// TestManySubscriptionsSnapshot: a peer joining late learns thousands of
+// subscriptions, sent in chunks.
+func TestManySubscriptionsSnapshot(t *testing.T) {
+	a := startNode(t, testConfig("n0"))
+	const subs = 3000
+	for i := range subs {
+		if _, err := a.Subscribe(fmt.Sprintf("topic.%04d.%s", i, strings.Repeat("x", 40)), func(ctx context.Context, m *Msg) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig("n1")
+	cfg.Join = []string{a.GossipAddr()}
+	b := startNode(t, cfg)
+	waitFor(t, "all subscriptions known at the new node", 10*time.Second, func() bool {
+		b.routes.mu.RLock()
+		defer b.routes.mu.RUnlock()
+		return len(b.routes.plain) == subs
+	})
 }

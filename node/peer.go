@@ -5,12 +5,14 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/seed0811993b/conclave/codec"
+	"github.com/seed0811993b/conclave/transport"
 )
 
 // peerState is where a peer incarnation (one boot id) is in its life.
@@ -75,6 +77,10 @@ type peer struct {
 	recvSeq atomic.Uint64 // last sequence number accepted from it
 
 	up atomic.Bool // state == stateAlive, readable without p.mu
+
+	// maxFrame is the largest frame the peer accepts, from the latest
+	// handshake; until then, our own limit.
+	maxFrame atomic.Int64
 
 	// ident is the user the peer logged in as on a link it dialled to us,
 	// which bounds what it may do here; nil: it proved the cluster key
@@ -147,8 +153,13 @@ func newPeer(n *Node, id, name, boot string) *peer {
 		interests: make(map[uint64]interestOp),
 	}
 	p.up.Store(true)
+	p.maxFrame.Store(int64(n.cfg.MaxFrameSize))
 	return p
 }
+
+// codecEnvelopeMax bounds the envelope's own bytes around topic and body:
+// header, version, kind, flags, three uint64s and the topic's header.
+const codecEnvelopeMax = 1 + 1 + 2 + 2 + 3*9 + 3
 
 // newEpoch returns a random non-zero stream id.
 func newEpoch() uint64 {
@@ -177,6 +188,11 @@ func (p *peer) send(ctx context.Context, e *codec.Envelope, control bool) error 
 // copied once.
 func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, control bool) error {
 	size := len(e.Topic) + len(e.Body) + len(tail) + frameOverhead
+	if limit := int(p.maxFrame.Load()); size-frameOverhead+codecEnvelopeMax > limit {
+		// Refused before it takes a sequence number: a frame the link
+		// cannot carry would stall the stream behind it for good.
+		return fmt.Errorf("%w: a message of about %d bytes, %s accepts %d", transport.ErrFrameTooLarge, size, p.name, limit)
+	}
 	max := p.n.cfg.SendQueueBytes
 	for {
 		// The sequence number is taken and the frame handed to the link
