@@ -168,6 +168,8 @@ func TestQueueGroup(t *testing.T) {
 	a := nodes[0]
 	waitFor(t, "queue members known", 2*time.Second, func() bool {
 		_, groups := a.routes.publishTargets("jobs")
+		a.routes.mu.RLock()
+		defer a.routes.mu.RUnlock()
 		return len(groups) == 1 && len(groups[0].members) == 3
 	})
 	ctx := testCtx(t, 10*time.Second)
