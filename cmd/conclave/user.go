@@ -28,6 +28,8 @@ commands:
   del NAME       delete a user
   passwd NAME [-iterations 600000]
                  give a user a new password (and credential), keeping its roles
+  roles NAME LIST
+                 set a user's roles (comma-separated; "" for none), keeping its password
 
 flags:
   -store FILE    the credential store; default $CONCLAVE_USERS_FILE. One of the
@@ -60,7 +62,7 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	}
 	if top.NArg() == 0 {
 		fmt.Fprint(stderr, userUsage)
-		return usagef("user: no command (add, list, del or passwd)")
+		return usagef("user: no command (add, list, del, passwd or roles)")
 	}
 	sub, args := top.Arg(0), top.Args()[1:]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
@@ -74,28 +76,31 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		iterations = fs.Int("iterations", auth.DefaultSCRAMIterations, "")
 	case "passwd":
 		iterations = fs.Int("iterations", auth.DefaultSCRAMIterations, "")
-	case "list", "del":
+	case "list", "del", "roles":
 	case "help":
 		fmt.Fprint(stdout, userUsage)
 		return nil
 	default:
-		return usagef("user: unknown command %q: want add, list, del or passwd (see `conclave user -h`)", sub)
+		return usagef("user: unknown command %q: want add, list, del, passwd or roles (see `conclave user -h`)", sub)
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagError(err, stdout)
 	}
 	want := 1
-	if sub == "list" {
+	switch sub {
+	case "list":
 		want = 0
+	case "roles":
+		want = 2
 	}
 	if len(pos) != want {
 		synopsis := map[string]string{"add": "add NAME [-roles LIST] [-iterations N]", "list": "list",
-			"del": "del NAME", "passwd": "passwd NAME [-iterations N]"}[sub]
+			"del": "del NAME", "passwd": "passwd NAME [-iterations N]", "roles": "roles NAME LIST"}[sub]
 		return usagef("usage: conclave user [-store FILE] %s", synopsis)
 	}
 	var name string
-	if want == 1 {
+	if want >= 1 {
 		name = pos[0]
 		if err := auth.CheckUserName(name); err != nil {
 			return usagef("%v", err)
@@ -119,6 +124,12 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		return u.list()
 	case "del":
 		return u.del(name)
+	case "roles":
+		r, err := auth.ParseRoles(pos[1])
+		if err != nil {
+			return usagef("roles: %v", err)
+		}
+		return u.setRoles(name, r)
 	default:
 		return u.passwd(name, *iterations)
 	}
@@ -270,6 +281,25 @@ func (u *userCmd) passwd(name string, iterations int) error {
 		return err
 	}
 	fmt.Fprintf(u.stdout, "conclave: changed the password of %s (roles %s, %d iterations) in %s\n", name, roleList(roles), iterations, u.path)
+	return nil
+}
+
+// setRoles replaces a user's roles under the store's lock.
+func (u *userCmd) setRoles(name string, roles []string) error {
+	s, err := u.open()
+	if err != nil {
+		return err
+	}
+	err = s.Update(name, func(old auth.Credential) (auth.Credential, error) {
+		old.Roles = roles
+		return old, nil
+	})
+	if errors.Is(err, auth.ErrNoSuchUser) {
+		return u.noSuchUser(name)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(u.stdout, "conclave: %s now has roles %s in %s\n", name, roleList(roles), u.path)
 	return nil
 }
 

@@ -405,3 +405,25 @@ func TestUserInterrupted(t *testing.T) {
 		t.Errorf("an interrupted add left a store: %v", err)
 	}
 }
+
+func TestUserRoles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	mustUser(t, "pw\n", "-store", path, "add", "alice", "-roles", "worker", "-iterations", testIterations)
+	out := mustUser(t, "", "-store", path, "roles", "alice", "admin,monitor")
+	if want := "conclave: alice now has roles admin,monitor in " + path + "\n"; out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	cred, _ := lookup(t, path, "alice")
+	if strings.Join(cred.Roles, ",") != "admin,monitor" {
+		t.Errorf("roles %v", cred.Roles)
+	}
+	if err := login(t, path, "alice", "pw"); err != nil {
+		t.Errorf("the password changed with the roles: %v", err)
+	}
+	_, _, err := runUser(t, failReader{t}, "-store", path, "roles", "alice", "root")
+	wantError(t, err, 2, "roles: ")
+	_, _, err = runUser(t, failReader{t}, "-store", path, "roles", "carol", "worker")
+	wantError(t, err, 1, `no user "carol" in `+regexp.QuoteMeta(path))
+	_, _, err = runUser(t, failReader{t}, "-store", path, "roles", "alice")
+	wantError(t, err, 2, "usage: conclave user")
+}
