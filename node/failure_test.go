@@ -432,3 +432,44 @@ func TestSlowHandlerKeepsLink(t *testing.T) {
 		t.Fatalf("%d messages resent: the link was dropped", r)
 	}
 }
+
+// TestClientCrashIsNoticed: a client (not a gossip member, so nobody can
+// dial it) that dies without a word is declared failed once it has not
+// dialled again for a grace period, and a request to it fails.
+func TestClientCrashIsNoticed(t *testing.T) {
+	a := startNode(t, testConfig("n0"))
+	cfg := testConfig("laptop")
+	cfg.Connect = []string{a.LinkAddr()}
+	c := startNode(t, cfg)
+	block := make(chan struct{})
+	defer close(block)
+	c.Handle("wait", func(ctx context.Context, m *Msg) (any, error) {
+		<-block // hung: it does not even see its process die
+		return nil, nil
+	})
+	ctx := testCtx(t, 30*time.Second)
+	if err := a.WaitPeer(ctx, "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	reqErr := make(chan error, 1)
+	go func() { reqErr <- a.Request(ctx, "laptop", "wait", nil, nil) }()
+	waitFor(t, "the request at the client", 5*time.Second, func() bool {
+		p, err := a.lookup("laptop")
+		if err != nil {
+			return false
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.pending) == 1
+	})
+	start := time.Now()
+	go c.shutdown() // no leave notice; the handler blocks its end
+	ev := nextEvent(t, a, EventFailed, "laptop", 3*linkOnlyGrace)
+	if !strings.Contains(ev.Err.Error(), "did not dial again") {
+		t.Fatalf("reason: %v", ev.Err)
+	}
+	if err := <-reqErr; !errors.Is(err, ErrPeerFailed) {
+		t.Fatalf("pending request: %v", err)
+	}
+	t.Logf("a crashed client was declared failed after %v (grace %v)", time.Since(start).Round(time.Millisecond), linkOnlyGrace)
+}

@@ -384,6 +384,9 @@ func (n *Node) peerLeft(p *peer, reason string) {
 // an attack; the link is re-dialled and the session resumes.
 func (n *Node) protocolError(p *peer, err error) error {
 	n.log.Warn("protocol violation, dropping the link", "peer", p.id, "err", err)
+	// Forget what it asked for too: a peer that breaks the protocol may
+	// have half-registered interests that would draw traffic to it.
+	n.dropInterests(p)
 	return fmt.Errorf("node: protocol violation by %s: %w", p.id, err)
 }
 

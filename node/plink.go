@@ -169,10 +169,39 @@ func (l *plink) read() {
 		n.peerDown(p, stateFailed, ErrPeerFailed, "gossip declared it dead and its link is gone")
 		return
 	}
-	if active && alive && !n.closing() {
-		n.dial(p, 0)
+	if !active || !alive || n.closing() {
+		return
 	}
+	p.mu.Lock()
+	canDial := p.addr.IsValid()
+	p.mu.Unlock()
+	if canDial {
+		n.dial(p, 0)
+		return
+	}
+	// A client, or a peer gossip never told us about: only it can dial us
+	// again. If it does not, soon, it is gone, and what it left pending
+	// must fail rather than wait forever.
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		t := time.NewTimer(linkOnlyGrace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-n.done:
+			return
+		}
+		if p.readyLink() == nil && !p.inGossip.Load() {
+			n.peerDown(p, stateFailed, ErrPeerFailed, "its link is gone and it did not dial again")
+		}
+	}()
 }
+
+// linkOnlyGrace is how long a peer we cannot dial (a client) has to dial
+// again after its link breaks: longer than a client's longest redial
+// backoff.
+const linkOnlyGrace = dialBackoffMax + 2*time.Second
 
 // readFrames is read's loop; it returns why the link ended.
 func (l *plink) readFrames() error {

@@ -1,0 +1,98 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seed0811993b/conclave/auth"
+	"github.com/seed0811993b/conclave/codec"
+	"github.com/seed0811993b/conclave/transport"
+)
+
+// TestHostilePeer: a key holder that speaks the link protocol badly gets
+// its link closed and a log line; the node carries on serving others.
+func TestHostilePeer(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	victim, friend := nodes[0], nodes[1]
+	HandleFunc(victim, "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
+	ctx := testCtx(t, 30*time.Second)
+
+	env := func(e codec.Envelope) []byte { return codec.AppendEnvelope(nil, &e) }
+	// Each case starts a new stream (epoch), or the victim would take its
+	// frames for resends of the last case's and drop them.
+	epoch := uint64(0)
+	newHello := func() []byte {
+		epoch++
+		return env(codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello),
+			Body: marshalControl(&hello{Epoch: epoch, FirstSeq: 1})})
+	}
+	interest := func(ops ...interestOp) []byte {
+		return env(codec.Envelope{Kind: codec.KindControl, Seq: 1, Topic: []byte(ctlInterest), Body: marshalControl(ops)})
+	}
+	manyOps := make([]interestOp, maxInterestsPerPeer+1)
+	for i := range manyOps {
+		manyOps[i] = interestOp{Op: opAdd, SID: uint64(i + 1), Kind: interestSub, Topic: "t"}
+	}
+	for _, tc := range []struct {
+		name   string
+		frames [][]byte
+	}{
+		{"not msgpack", [][]byte{[]byte("GET / HTTP/1.1")}},
+		{"no hello first", [][]byte{env(codec.Envelope{Kind: codec.KindData, Seq: 1, Topic: []byte("echo"), Body: []byte{0xc0}})}},
+		{"hello without epoch", [][]byte{env(codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello), Body: marshalControl(&hello{FirstSeq: 1})})}},
+		{"sequence gap", [][]byte{nil, env(codec.Envelope{Kind: codec.KindData, Seq: 5, Topic: []byte("echo"), Body: []byte{0xc0}})}},
+		{"unknown kind", [][]byte{nil, env(codec.Envelope{Kind: 99, Seq: 1})}},
+		{"unsequenced data", [][]byte{nil, env(codec.Envelope{Kind: codec.KindData, Topic: []byte("echo"), Body: []byte{0xc0}})}},
+		{"deep nesting", [][]byte{nil, append(env(codec.Envelope{Kind: codec.KindData, Seq: 1, Topic: []byte("echo"), Body: []byte{0xc0}})[:9], []byte(strings.Repeat("\x91", 100000)+"\xc0")...)}},
+		{"bad interest op", [][]byte{nil, interest(interestOp{Op: 9, SID: 1, Kind: interestSub, Topic: "t"})}},
+		{"empty interest topic", [][]byte{nil, interest(interestOp{Op: opAdd, SID: 1, Kind: interestSub})}},
+		{"too many interests", [][]byte{nil, interest(manyOps...)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tl, err := transport.Dial(ctx, "tcp", victim.LinkAddr(), &transport.Config{
+				Auth: &auth.Config{Key: testKey, Name: "mallory#0123456789abcdef", MaxFrameSize: 16 << 20},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tl.Close()
+			start := time.Now()
+			for _, f := range tc.frames {
+				if f == nil {
+					f = newHello()
+				}
+				if err := tl.Send(ctx, f); err != nil {
+					break
+				}
+			}
+			// The victim drops the link: reading from it ends.
+			for {
+				rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				_, err := tl.Recv(rctx)
+				cancel()
+				if errors.Is(err, context.DeadlineExceeded) {
+					t.Fatal("the victim kept a hostile link open")
+				}
+				if err != nil {
+					break
+				}
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("the link was closed after %v, not at once", d)
+			}
+			// And still serves an honest peer.
+			if got, err := Call[string](ctx, friend, "n0", "echo", "still here"); err != nil || got != "still here" {
+				t.Fatalf("after the attack: %q, %v", got, err)
+			}
+		})
+	}
+	// Nothing the hostile peer said reached the routing tables.
+	victim.routes.mu.RLock()
+	defer victim.routes.mu.RUnlock()
+	if len(victim.routes.plain["t"]) != 0 {
+		t.Fatal("a hostile peer's interests were kept")
+	}
+}
