@@ -93,7 +93,9 @@ type Config struct {
 
 	// Require says what a server demands of its clients: the cluster key
 	// (RequireKey, the default), a user login (RequireUser), or both
-	// (RequireKeyAndUser). A client offering anything else is refused.
+	// (RequireKeyAndUser). A client offering anything else is refused,
+	// except that a RequireUser server holding the Key also takes a client
+	// that proves both.
 	Require Require
 
 	// Mode selects the handshake. Default: ModeNative.

@@ -277,6 +277,13 @@ func (s *nativeServer) hello(in []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: client offered %v", ErrUnsupportedVersion, ch.versions)
 	}
 	s.mech = s.cfg.mechanismRequired()
+	if ch.mechanism == mechKeyAndSCRAM && s.mech == mechSCRAM && len(s.cfg.Key) > 0 {
+		// A listener that requires users also takes a client that proves
+		// the key as well, when it has the key to check: members that
+		// hold the key (for the gossip) and clients that only log in can
+		// share one listener.
+		s.mech = mechKeyAndSCRAM
+	}
 	if ch.mechanism != s.mech {
 		return nil, fmt.Errorf("%w: client offered %s; this listener requires %s", errMechanism, mechanismName(ch.mechanism), mechanismName(s.mech))
 	}

@@ -38,6 +38,7 @@ func TestNativeUserLogin(t *testing.T) {
 	}{
 		{"user only", &Config{User: "alice", Password: "pencil"}, &Config{Users: users, Require: RequireUser}, "user login"},
 		{"key and user", &Config{Key: key, User: "alice", Password: "pencil"}, &Config{Key: key, Users: users, Require: RequireKeyAndUser}, "cluster key and user login"},
+		{"key and user to a user listener with the key", &Config{Key: key, User: "alice", Password: "pencil"}, &Config{Key: key, Users: users, Require: RequireUser}, "cluster key and user login"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, s, cerr, serr := handshakePair(t, tc.client, tc.server)
@@ -75,6 +76,8 @@ func TestNativeUserLoginRefusals(t *testing.T) {
 		{"user only to a key and user listener", &Config{User: "alice", Password: "pencil"}, &Config{Key: key, Users: users, Require: RequireKeyAndUser},
 			ErrAuthFailed, errMechanism, "mechanism"},
 		{"user to a key listener", &Config{User: "alice", Password: "pencil"}, &Config{Key: key},
+			ErrAuthFailed, errMechanism, "mechanism"},
+		{"key and user to a user listener without the key", &Config{Key: key, User: "alice", Password: "pencil"}, &Config{Users: users, Require: RequireUser},
 			ErrAuthFailed, errMechanism, "mechanism"},
 		{"right password, wrong key", &Config{Key: testKey(t), User: "alice", Password: "pencil"}, &Config{Key: key, Users: users, Require: RequireKeyAndUser},
 			ErrAuthFailed, ErrAuthFailed, "wrong key or password"},

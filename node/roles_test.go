@@ -129,3 +129,43 @@ func TestRolesRefusedLogins(t *testing.T) {
 	}
 	_ = b
 }
+
+// TestRolesKeylessClient: members hold the key (for the gossip) and log in
+// as users; clients get only a password, so they cannot join the gossip at
+// all, yet reach the members.
+func TestRolesKeylessClient(t *testing.T) {
+	creds := auth.CredentialMap{}
+	for name, role := range map[string]string{"w0": auth.RoleWorker, "w1": auth.RoleWorker, "cli": auth.RoleClient} {
+		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Roles = []string{role}
+		creds[name] = c
+	}
+	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startCluster(t, 2, func(i int, c *Config) {
+		c.Users, c.Require = users, auth.RequireUser
+		c.User = []string{"w0", "w1"}[i]
+		c.Password = auth.Password("pw-" + c.User)
+	})
+	HandleFunc(nodes[0], "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
+	cfg := clientConfig(nodes[0], "laptop", "cli")
+	cfg.Key = nil
+	cli := startNode(t, cfg)
+	ctx := testCtx(t, 10*time.Second)
+	if got, err := Call[string](ctx, cli, "n0", "echo", "no key"); err != nil || got != "no key" {
+		t.Fatalf("a keyless client's request: %q, %v", got, err)
+	}
+	// Without the key there is no gossip to join.
+	member := testConfig("n9")
+	member.Key = nil
+	member.Join = []string{nodes[0].GossipAddr()}
+	member.User, member.Password = "cli", "pw-cli"
+	if _, err := Start(ctx, member); err == nil {
+		t.Fatal("a process without the key joined the gossip")
+	}
+}
