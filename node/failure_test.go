@@ -402,7 +402,9 @@ func TestSlowHandlerKeepsLink(t *testing.T) {
 	nodes := startCluster(t, 2, func(i int, c *Config) {
 		c.NetDialer = d
 		c.InboxBytes = 1024
-		c.HeartbeatInterval, c.HeartbeatTimeout = 50*time.Millisecond, 200*time.Millisecond
+		// A timeout long enough that a loaded CI machine does not trip it
+		// by itself, and a handler held well past it.
+		c.HeartbeatInterval, c.HeartbeatTimeout = 100*time.Millisecond, 600*time.Millisecond
 	})
 	a, b := nodes[0], nodes[1]
 	release := make(chan struct{})
@@ -422,7 +424,7 @@ func TestSlowHandlerKeepsLink(t *testing.T) {
 		}
 	}
 	// Hold the handler for three heartbeat timeouts.
-	time.Sleep(600 * time.Millisecond)
+	time.Sleep(1800 * time.Millisecond)
 	close(release)
 	handled.Wait()
 	if got := d.dials.Load(); got != dials {
