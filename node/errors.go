@@ -60,6 +60,7 @@ type RemoteError struct {
 	Message string // the handler error's text
 }
 
+// Error returns the topic, the node and the remote handler's message.
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("node: %s on %s: %s", e.Topic, e.Node, e.Message)
 }
@@ -85,6 +86,7 @@ type PeerError struct {
 	Err    error
 }
 
+// Error names the cause, the peer and what was seen.
 func (e *PeerError) Error() string {
 	if e.Reason == "" {
 		return fmt.Sprintf("%v: %s", e.Err, e.Peer)
@@ -92,4 +94,6 @@ func (e *PeerError) Error() string {
 	return fmt.Sprintf("%v: %s (%s)", e.Err, e.Peer, e.Reason)
 }
 
+// Unwrap returns the sentinel: ErrPeerFailed, ErrPeerLeft,
+// ErrPeerRestarted or ErrClosed.
 func (e *PeerError) Unwrap() error { return e.Err }

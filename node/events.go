@@ -20,6 +20,7 @@ const (
 	EventUpdated
 )
 
+// String returns "joined", "left", "failed" or "updated".
 func (k EventKind) String() string {
 	switch k {
 	case EventJoined:
