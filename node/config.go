@@ -69,8 +69,9 @@ type Config struct {
 	// Gossip selects memberlist timings. Default: GossipLAN.
 	Gossip GossipProfile
 
-	// Connect makes this node a client: it does not join the gossip (Bind,
-	// Join and Tags are unused) and instead dials these link addresses
+	// Connect makes this node a client: it does not join the gossip (Join,
+	// Tags and Gossip are unused; Bind's host still places its link
+	// listener) and instead dials these link addresses
 	// (Node.LinkAddr of cluster members) at Start, which fails if one
 	// cannot be reached or refuses the login. A client reaches only the
 	// members it connects to, and may serve nothing to them unless its
