@@ -196,7 +196,9 @@ func (c *Conn) newHandshaker() handshaker {
 	case c.cfg.Mode == ModePython && c.isClient:
 		return newPythonClient(c.cfg, conn)
 	case c.cfg.Mode == ModePython:
-		return newPythonServer(c.cfg, conn)
+		h := newPythonServer(c.cfg, conn).(*pythonServer)
+		h.remoteKey = SCRAMRemoteKey(c.conn.RemoteAddr())
+		return h
 	case c.isClient:
 		return newNativeClient(c.cfg)
 	}

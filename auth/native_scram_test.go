@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/seed0811993b/conclave/internal/frame"
 )
@@ -224,4 +225,42 @@ func FuzzSCRAMMessages(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestUserLoginRateLimitPerAddress: failed logins from one address are
+// slowed down across connections (each from a new port), in both modes.
+func TestUserLoginRateLimitPerAddress(t *testing.T) {
+	cred, err := NewCredential("pencil", MinSCRAMIterations, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := testKey(t)
+	for _, mode := range []Mode{ModeNative, ModePython} {
+		t.Run(mode.String(), func(t *testing.T) {
+			users, err := NewSCRAMServer(CredentialMap{"alice": cred}, SCRAMServerOptions{
+				RateLimit:             SCRAMRateLimit{AddrBurst: 2, AddrInterval: time.Hour},
+				UnknownUserIterations: MinSCRAMIterations, // keeps the clients' PBKDF2 quick
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			server := &Config{Key: key, Mode: mode, Users: users, Require: RequireKeyAndUser}
+			// Three wrong passwords, each for another user name so that
+			// only the address can tie them together.
+			for i, user := range []string{"u1", "u2", "u3"} {
+				_, _, cerr, serr := handshakePair(t, &Config{Key: key, Mode: mode, User: user, Password: "x"}, server)
+				if i < 2 && !errors.Is(serr, ErrSCRAMAuth) {
+					t.Fatalf("attempt %d: server %v", i+1, serr)
+				}
+				if i == 2 && (!errors.Is(serr, ErrSCRAMRateLimited) || !errors.Is(cerr, ErrAuthFailed)) {
+					t.Fatalf("attempt 3: client %v, server %v", cerr, serr)
+				}
+			}
+			// Even the right password waits now.
+			_, _, _, serr := handshakePair(t, &Config{Key: key, Mode: mode, User: "alice", Password: "pencil"}, server)
+			if !errors.Is(serr, ErrSCRAMRateLimited) {
+				t.Fatalf("right password while limited: %v", serr)
+			}
+		})
+	}
 }

@@ -79,7 +79,10 @@ type pyHandshake struct {
 	reg    *registration
 	digest pyDigest
 	login  pyLogin
-	res    handshakeResult
+	// remoteKey is the client's address as the login rate limits count it
+	// (SCRAMRemoteKey: the IP, not the port).
+	remoteKey string
+	res       handshakeResult
 }
 
 // pythonServer is the Listener.accept side: it challenges first.

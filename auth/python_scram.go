@@ -90,7 +90,7 @@ func (h *pyHandshake) serverFirst(in []byte) ([]byte, error) {
 	if err := pyDecode(in, &m, "first login message"); err != nil {
 		return nil, err
 	}
-	ch, err := h.cfg.Users.Start(SCRAMStart{User: m.User, ClientNonce: m.CNonce, Remote: h.conn.remote})
+	ch, err := h.cfg.Users.Start(SCRAMStart{User: m.User, ClientNonce: m.CNonce, Remote: h.remoteKey})
 	if err != nil {
 		return pyJSONFrame(pyServerFirst{Error: pyLoginError(err)}), err
 	}
@@ -120,7 +120,7 @@ func (h *pyHandshake) serverFinal(in []byte) ([]byte, error) {
 	if err := pyDecode(in, &m, "final login message"); err != nil {
 		return nil, err
 	}
-	login, err := h.cfg.Users.Finish(SCRAMProof{User: h.login.user, CombinedNonce: h.login.combined, ClientProof: m.Proof, Remote: h.conn.remote})
+	login, err := h.cfg.Users.Finish(SCRAMProof{User: h.login.user, CombinedNonce: h.login.combined, ClientProof: m.Proof, Remote: h.remoteKey})
 	if err != nil {
 		return pyJSONFrame(pyServerFinal{Error: pyLoginError(err)}), err
 	}
