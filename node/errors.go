@@ -33,9 +33,6 @@ var (
 	// recovered and carries on.
 	ErrHandlerPanic = errors.New("node: handler panicked")
 
-	// ErrBusy means the remote node has too many requests in progress.
-	ErrBusy = errors.New("node: busy")
-
 	// ErrForbidden means the user this node logged in as lacks the role
 	// for what it asked: see docs/security.md.
 	ErrForbidden = errors.New("node: forbidden")
@@ -46,7 +43,7 @@ const (
 	codeNoResponders uint8 = 1
 	codeHandler      uint8 = 2
 	codePanic        uint8 = 3
-	codeBadRequest   uint8 = 4
+	codeBadRequest   uint8 = 4 // reserved: a malformed request
 	codeForbidden    uint8 = 5
 )
 
