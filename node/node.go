@@ -426,7 +426,7 @@ func (n *Node) livePeers() []*peer {
 	defer n.mu.Unlock()
 	out := make([]*peer, 0, len(n.byName))
 	for _, p := range n.byName {
-		if p.alive() {
+		if p.up.Load() {
 			out = append(out, p)
 		}
 	}

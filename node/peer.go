@@ -157,10 +157,6 @@ func newPeer(n *Node, id, name, boot string) *peer {
 	return p
 }
 
-// codecEnvelopeMax bounds the envelope's own bytes around topic and body:
-// header, version, kind, flags, three uint64s and the topic's header.
-const codecEnvelopeMax = 1 + 1 + 2 + 2 + 3*9 + 3
-
 // newEpoch returns a random non-zero stream id.
 func newEpoch() uint64 {
 	var b [8]byte
@@ -188,7 +184,7 @@ func (p *peer) send(ctx context.Context, e *codec.Envelope, control bool) error 
 // copied once.
 func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, control bool) error {
 	size := len(e.Topic) + len(e.Body) + len(tail) + frameOverhead
-	if limit := int(p.maxFrame.Load()); size-frameOverhead+codecEnvelopeMax > limit {
+	if limit := int(p.maxFrame.Load()); size > limit { // size over-counts the envelope: on the safe side
 		// Refused before it takes a sequence number: a frame the link
 		// cannot carry would stall the stream behind it for good.
 		return fmt.Errorf("%w: a message of about %d bytes, %s accepts %d", transport.ErrFrameTooLarge, size, p.name, limit)
@@ -269,13 +265,6 @@ func (p *peer) drained() (bool, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.unacked.len() == 0 || p.state != stateAlive, p.room
-}
-
-// alive reports whether the peer is alive.
-func (p *peer) alive() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state == stateAlive
 }
 
 // readyLink returns the link when it is ready for traffic.

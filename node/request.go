@@ -18,7 +18,6 @@ type reply struct {
 	kind  codec.Kind
 	flags uint8
 	body  []byte
-	from  *peer
 	err   error
 }
 
@@ -137,7 +136,7 @@ func (p *peer) complete(e *codec.Envelope) {
 	delete(p.pending, e.ID)
 	p.mu.Unlock()
 	if c != nil {
-		c.finish(reply{kind: e.Kind, flags: e.Flags, body: e.Body, from: p})
+		c.finish(reply{kind: e.Kind, flags: e.Flags, body: e.Body})
 	}
 }
 
