@@ -34,12 +34,13 @@ type ConnectionState struct {
 	// PeerName is the name the peer announced and proved along with the key.
 	// Any key holder may claim any name. Empty in ModePython.
 	PeerName string
-	// PeerUser and PeerRoles are the user a client logged in as and that
-	// user's roles in the credential store, on the server's side of a user
-	// mechanism; empty otherwise. The name is proven: the client knew the
-	// user's password.
-	PeerUser  string
-	PeerRoles []string
+	// PeerUser, PeerRoles and PeerTopics are the user a client logged in as
+	// and that user's roles and topic rules in the credential store, on the
+	// server's side of a user login; empty otherwise. The name is proven:
+	// the client knew the user's password.
+	PeerUser   string
+	PeerRoles  []string
+	PeerTopics TopicRules
 	// PythonDigest is the digest a ModePython peer used: "sha256", or "md5"
 	// for a legacy peer admitted by Config.PythonLegacyMD5.
 	PythonDigest string

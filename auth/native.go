@@ -388,7 +388,7 @@ func (s *nativeServer) finish(in []byte) ([]byte, error) {
 			return nil, err
 		}
 		signature = login.ServerSignature
-		s.res.state.PeerUser, s.res.state.PeerRoles = login.User, login.Roles
+		s.res.state.PeerUser, s.res.state.PeerRoles, s.res.state.PeerTopics = login.User, login.Roles, login.Topics
 	}
 	s.tr.recv(in)
 	out := s.tr.send(marshalFinished(msgServerFinished, proof(s.hs, labelServerProof, s.tr.sum()), signature))

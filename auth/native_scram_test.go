@@ -13,7 +13,7 @@ import (
 )
 
 // userServer returns a SCRAM server knowing alice (password "pencil",
-// roles worker and client).
+// roles worker and client, topics jobs.*).
 func userServer(t testing.TB) *SCRAMServer {
 	t.Helper()
 	cred, err := NewCredential("pencil", MinSCRAMIterations, nil)
@@ -21,6 +21,7 @@ func userServer(t testing.TB) *SCRAMServer {
 		t.Fatal(err)
 	}
 	cred.Roles = []string{RoleWorker, RoleClient}
+	cred.Topics = TopicRules{"jobs.*"}
 	srv, err := NewSCRAMServer(CredentialMap{"alice": cred}, SCRAMServerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +48,7 @@ func TestNativeUserLogin(t *testing.T) {
 				t.Fatalf("client %v, server %v", cerr, serr)
 			}
 			ss, cs := s.ConnectionState(), c.ConnectionState()
-			if ss.PeerUser != "alice" || strings.Join(ss.PeerRoles, ",") != "worker,client" || ss.Mechanism != tc.mechanism || cs.Mechanism != tc.mechanism {
+			if ss.PeerUser != "alice" || strings.Join(ss.PeerRoles, ",") != "worker,client" || ss.PeerTopics.String() != "jobs.*" || ss.Mechanism != tc.mechanism || cs.Mechanism != tc.mechanism {
 				t.Fatalf("server state %+v, client state %+v", ss, cs)
 			}
 			if cs.PeerUser != "" {

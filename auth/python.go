@@ -127,7 +127,7 @@ func (h *pyHandshake) end(out []byte, done bool, err error) ([]byte, bool, error
 		}
 		if h.login.user != "" {
 			h.res.state.Mechanism = mechanismName(mechKeyAndSCRAM)
-			h.res.state.PeerUser, h.res.state.PeerRoles = h.login.user, h.login.roles
+			h.res.state.PeerUser, h.res.state.PeerRoles, h.res.state.PeerTopics = h.login.user, h.login.roles, h.login.topics
 		}
 	}
 	return out, done, err

@@ -45,6 +45,7 @@ type pyLogin struct {
 	client         *SCRAMClient // client side
 	user, combined string       // server side: the conversation
 	roles          []string
+	topics         TopicRules
 }
 
 // loginWanted reports whether this side runs a user login after the
@@ -124,7 +125,7 @@ func (h *pyHandshake) serverFinal(in []byte) ([]byte, error) {
 	if err != nil {
 		return pyJSONFrame(pyServerFinal{Error: pyLoginError(err)}), err
 	}
-	h.login.roles = login.Roles
+	h.login.roles, h.login.topics = login.Roles, login.Topics
 	return pyJSONFrame(pyServerFinal{Signature: login.ServerSignature}), nil
 }
 

@@ -76,7 +76,7 @@ func TestPythonModeUserLoginGoToGo(t *testing.T) {
 	if cerr != nil || serr != nil {
 		t.Fatalf("client %v, server %v", cerr, serr)
 	}
-	if st := s.ConnectionState(); st.PeerUser != "alice" {
+	if st := s.ConnectionState(); st.PeerUser != "alice" || st.PeerTopics.String() != "jobs.*" {
 		t.Fatalf("server state %+v", st)
 	}
 	echoBothWays(t, c, s)

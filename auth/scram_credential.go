@@ -77,6 +77,9 @@ type Credential struct {
 	ServerKey []byte
 	// Roles lists the user's roles, each one of the Role constants.
 	Roles []string
+	// Topics narrows the topics the user may send to and serve; empty
+	// allows every topic its roles allow.
+	Topics TopicRules
 }
 
 // NewCredential derives a credential from password with a fresh
@@ -129,7 +132,10 @@ func (c Credential) check() error {
 	if len(c.StoredKey) != sha256.Size || len(c.ServerKey) != sha256.Size {
 		return fmt.Errorf("%w: StoredKey and ServerKey must be %d bytes", ErrSCRAMVerifier, sha256.Size)
 	}
-	return CheckRoles(c.Roles)
+	if err := CheckRoles(c.Roles); err != nil {
+		return err
+	}
+	return c.Topics.Check()
 }
 
 func (c Credential) clone() Credential {
@@ -137,13 +143,14 @@ func (c Credential) clone() Credential {
 	c.StoredKey = slices.Clone(c.StoredKey)
 	c.ServerKey = slices.Clone(c.ServerKey)
 	c.Roles = slices.Clone(c.Roles)
+	c.Topics = slices.Clone(c.Topics)
 	return c
 }
 
 // String describes c without its keys.
 func (c Credential) String() string {
-	return fmt.Sprintf("%s credential (%d iterations, roles [%s], keys redacted)",
-		SCRAMMechanism, c.Iterations, strings.Join(c.Roles, ","))
+	return fmt.Sprintf("%s credential (%d iterations, roles [%s], topics [%s], keys redacted)",
+		SCRAMMechanism, c.Iterations, strings.Join(c.Roles, ","), c.Topics)
 }
 
 // GoString describes c without its keys.
@@ -155,7 +162,8 @@ func (c Credential) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.Str
 
 // LogValue keeps the keys out of structured logs.
 func (c Credential) LogValue() slog.Value {
-	return slog.GroupValue(slog.Int("iterations", c.Iterations), slog.String("roles", strings.Join(c.Roles, ",")))
+	return slog.GroupValue(slog.Int("iterations", c.Iterations), slog.String("roles", strings.Join(c.Roles, ",")),
+		slog.String("topics", c.Topics.String()))
 }
 
 // FormatVerifier returns c's verifier in PostgreSQL's text form,

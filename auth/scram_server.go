@@ -203,11 +203,13 @@ type SCRAMProof struct {
 	Remote string
 }
 
-// SCRAMLogin is a successful login: the user, its roles (from the store, as
-// they are when the login finishes) and the server signature to send back.
+// SCRAMLogin is a successful login: the user, its roles and topic rules
+// (from the store, as they are when the login finishes) and the server
+// signature to send back.
 type SCRAMLogin struct {
 	User            string
 	Roles           []string
+	Topics          TopicRules
 	ServerSignature string
 }
 
@@ -319,7 +321,7 @@ func (s *SCRAMServer) Finish(m SCRAMProof) (SCRAMLogin, error) {
 	if !ok || !c.known || !same {
 		return fail(ErrSCRAMAuth)
 	}
-	return SCRAMLogin{User: c.user, Roles: slices.Clone(cur.Roles), ServerSignature: encodeB64(sig)}, nil
+	return SCRAMLogin{User: c.user, Roles: slices.Clone(cur.Roles), Topics: slices.Clone(cur.Topics), ServerSignature: encodeB64(sig)}, nil
 }
 
 // Abandon drops the conversation named by combinedNonce, if any, without a
@@ -331,6 +333,17 @@ func (s *SCRAMServer) Abandon(combinedNonce string) {
 	if c := s.pending[combinedNonce]; c != nil {
 		s.removeLocked(c)
 	}
+}
+
+// LookupCredential returns user's credential as the server's store has it
+// now, so that a program holding a live session can see the user's roles
+// change or the user go. Callers must not modify it.
+func (s *SCRAMServer) LookupCredential(user string) (Credential, bool) {
+	c, ok := s.lookup.LookupCredential(user)
+	if !ok || c.check() != nil {
+		return Credential{}, false
+	}
+	return c, true
 }
 
 // credential returns user's credential, or the fake one for an unknown user

@@ -17,11 +17,12 @@ import (
 
 // The credential store is one text file, one user a line:
 //
-//	name:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>:roles
+//	name:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>:roles[:topics]
 //
 // The middle is PostgreSQL's verifier (FormatVerifier), so credentials move
 // between the two; roles are comma-separated (admin,worker) and may be empty
-// (the line then ends in ':'). Lines starting with '#' and blank lines are
+// (the line then ends in ':'). The optional last field holds the user's
+// TopicRules (jobs.*,!jobs.admin); without it every topic is allowed. Lines starting with '#' and blank lines are
 // kept as they are. The file holds no password, but its keys are secrets: it
 // must not be readable by group or others.
 
@@ -128,8 +129,8 @@ func CreateStore(path string) (*Store, error) {
 }
 
 const storeHeader = `# conclave credential store: one user a line, never a password.
-# name:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>:<roles>
-# Change it with ` + "`conclave user add|del|passwd`" + `; keep it mode 0600.
+# name:SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>:<roles>[:<topics>]
+# Change it with ` + "`conclave user add|del|passwd|roles|topics`" + `; keep it mode 0600.
 `
 
 // Path returns the file's path.
@@ -391,25 +392,24 @@ func parseStore(path string, data []byte) (*storeDoc, error) {
 }
 
 // parseStoreLine parses one user line (without comment or surrounding
-// space): name:SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>:roles.
+// space): name:SCRAM-SHA-256$<iter>:<salt>$<StoredKey>:<ServerKey>:roles,
+// optionally followed by :topics.
 func parseStoreLine(line string) (string, Credential, error) {
 	name, rest, ok := strings.Cut(line, ":")
 	if !ok {
-		return "", Credential{}, fmt.Errorf("%w: want name:%s$<iterations>:<salt>$<StoredKey>:<ServerKey>:<roles>",
-			ErrSCRAMVerifier, SCRAMMechanism)
+		return "", Credential{}, fmt.Errorf("%w: want %s", ErrSCRAMVerifier, storeLineForm)
 	}
 	if err := CheckUserName(name); err != nil {
 		return "", Credential{}, err
 	}
 	// The verifier holds exactly two ':' (base64 has none), the roles follow
-	// a third.
+	// a third and the optional topic rules a fourth.
 	parts := strings.Split(rest, ":")
 	switch {
 	case len(parts) == 3:
 		return "", Credential{}, fmt.Errorf("%w: user %q: no roles field (end the line with ':' for no roles)", ErrSCRAMVerifier, name)
-	case len(parts) != 4:
-		return "", Credential{}, fmt.Errorf("%w: user %q: want name:%s$<iterations>:<salt>$<StoredKey>:<ServerKey>:<roles>",
-			ErrSCRAMVerifier, name, SCRAMMechanism)
+	case len(parts) != 4 && len(parts) != 5:
+		return "", Credential{}, fmt.Errorf("%w: user %q: want %s", ErrSCRAMVerifier, name, storeLineForm)
 	}
 	cred, err := ParseVerifier(strings.Join(parts[:3], ":"))
 	if err != nil {
@@ -419,12 +419,28 @@ func parseStoreLine(line string) (string, Credential, error) {
 	if err != nil {
 		return "", Credential{}, fmt.Errorf("user %q: %w", name, err)
 	}
+	if len(parts) == 5 {
+		if parts[4] == "" {
+			return "", Credential{}, fmt.Errorf("%w: user %q: empty topics field (leave it out, with its ':', to allow every topic)", ErrTopicRule, name)
+		}
+		if cred.Topics, err = ParseTopicRules(parts[4]); err != nil {
+			return "", Credential{}, fmt.Errorf("user %q: %w", name, err)
+		}
+	}
 	return name, cred, nil
 }
 
-// formatStoreLine is parseStoreLine's inverse.
+// storeLineForm is a store line's grammar, for errors.
+const storeLineForm = "name:" + SCRAMMechanism + "$<iterations>:<salt>$<StoredKey>:<ServerKey>:<roles>[:<topics>]"
+
+// formatStoreLine is parseStoreLine's inverse. A line without topic rules
+// has no topics field, as before they existed.
 func formatStoreLine(name string, c Credential) string {
-	return name + ":" + FormatVerifier(c) + ":" + strings.Join(c.Roles, ",")
+	line := name + ":" + FormatVerifier(c) + ":" + strings.Join(c.Roles, ",")
+	if len(c.Topics) > 0 {
+		line += ":" + c.Topics.String()
+	}
+	return line
 }
 
 func (d *storeDoc) find(name string) int {

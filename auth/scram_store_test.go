@@ -206,7 +206,9 @@ func TestStoreMalformedLine(t *testing.T) {
 		{"no colon", "bob", ErrSCRAMVerifier, "want name:"},
 		{"bad base64", "bob:" + strings.Replace(verifier, "W22Z", "W2!Z", 1) + ":", ErrSCRAMVerifier, "salt"},
 		{"low count", "bob:" + strings.Replace(verifier, "$4096:", "$10:", 1) + ":", ErrSCRAMIterations, "10"},
-		{"extra field", "bob:" + verifier + ":admin:x", ErrSCRAMVerifier, "want name:"},
+		{"extra field", "bob:" + verifier + ":admin:x:y", ErrSCRAMVerifier, "want name:"},
+		{"empty topics", "bob:" + verifier + ":admin:", ErrTopicRule, "leave it out"},
+		{"bad topic rule", "bob:" + verifier + ":admin:jobs.*,a*b", ErrTopicRule, `"a*b"`},
 		{"duplicate user", good, ErrBadStore, "already defined on line 3"},
 		{"password, not verifier", "bob:hunter2:", ErrSCRAMVerifier, "SCRAM-SHA-256$"},
 	} {
@@ -489,6 +491,8 @@ func FuzzParseStoreLine(f *testing.F) {
 	f.Add(rfcStoreLine)
 	f.Add(strings.TrimSuffix(rfcStoreLine, "admin,worker"))
 	f.Add(strings.Replace(rfcStoreLine, ":admin,worker", ":monitor", 1))
+	f.Add(rfcStoreLine + ":jobs.*,!jobs.admin")
+	f.Add(rfcStoreLine + ":*,!*")
 	f.Add("user:SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=")
 	f.Add("# comment")
 	f.Add("")

@@ -22,20 +22,27 @@ const usersFileEnv = "CONCLAVE_USERS_FILE"
 const userUsage = `usage: conclave user [-store FILE] COMMAND [ARGS]
 
 commands:
-  add NAME [-roles worker] [-iterations 600000]
+  add NAME [-roles worker] [-topics RULES] [-iterations 600000]
                  add a user, creating the store (mode 0600) if it does not exist
-  list           list the users: name, roles, iterations (never their keys)
+  list           list the users: name, roles, topic rules, iterations (never
+                 their keys)
   del NAME       delete a user
   passwd NAME [-iterations 600000]
                  give a user a new password (and credential), keeping its roles
   roles NAME LIST
                  set a user's roles (comma-separated; "" for none), keeping its password
+  topics NAME RULES
+                 set a user's topic rules ("" for every topic), keeping the rest
 
 flags:
   -store FILE    the credential store; default $CONCLAVE_USERS_FILE. One of the
                  two is required: there is no default file
   -roles LIST    add: comma-separated roles among admin, worker, client, monitor;
                  default worker, "" for none
+  -topics RULES  add: the topics the user may send to and serve, comma-separated:
+                 a topic, prefix* for every topic starting with prefix, and
+                 !pattern to refuse what pattern matches ("jobs.*,!jobs.admin");
+                 default "", every topic its roles allow
   -iterations N  add, passwd: PBKDF2 iterations of the new credential, 4096 to
                  10000000; default 600000
 
@@ -62,26 +69,27 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	}
 	if top.NArg() == 0 {
 		fmt.Fprint(stderr, userUsage)
-		return usagef("user: no command (add, list, del, passwd or roles)")
+		return usagef("user: no command (add, list, del, passwd, roles or topics)")
 	}
 	sub, args := top.Arg(0), top.Args()[1:]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(store, "store", *store, "") // also after the command
-	var roles *string
+	var roles, topics *string
 	var iterations *int
 	switch sub {
 	case "add":
 		roles = fs.String("roles", auth.RoleWorker, "")
+		topics = fs.String("topics", "", "")
 		iterations = fs.Int("iterations", auth.DefaultSCRAMIterations, "")
 	case "passwd":
 		iterations = fs.Int("iterations", auth.DefaultSCRAMIterations, "")
-	case "list", "del", "roles":
+	case "list", "del", "roles", "topics":
 	case "help":
 		fmt.Fprint(stdout, userUsage)
 		return nil
 	default:
-		return usagef("user: unknown command %q: want add, list, del, passwd or roles (see `conclave user -h`)", sub)
+		return usagef("user: unknown command %q: want add, list, del, passwd, roles or topics (see `conclave user -h`)", sub)
 	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
@@ -91,12 +99,12 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	switch sub {
 	case "list":
 		want = 0
-	case "roles":
+	case "roles", "topics":
 		want = 2
 	}
 	if len(pos) != want {
-		synopsis := map[string]string{"add": "add NAME [-roles LIST] [-iterations N]", "list": "list",
-			"del": "del NAME", "passwd": "passwd NAME [-iterations N]", "roles": "roles NAME LIST"}[sub]
+		synopsis := map[string]string{"add": "add NAME [-roles LIST] [-topics RULES] [-iterations N]", "list": "list",
+			"del": "del NAME", "passwd": "passwd NAME [-iterations N]", "roles": "roles NAME LIST", "topics": "topics NAME RULES"}[sub]
 		return usagef("usage: conclave user [-store FILE] %s", synopsis)
 	}
 	var name string
@@ -119,7 +127,11 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout, st
 		if err != nil {
 			return usagef("-roles: %v", err)
 		}
-		return u.add(name, r, *iterations)
+		t, err := auth.ParseTopicRules(*topics)
+		if err != nil {
+			return usagef("-topics: %v", err)
+		}
+		return u.add(name, r, t, *iterations)
 	case "list":
 		return u.list()
 	case "del":
@@ -130,6 +142,12 @@ func userCommand(ctx context.Context, args []string, stdin io.Reader, stdout, st
 			return usagef("roles: %v", err)
 		}
 		return u.setRoles(name, r)
+	case "topics":
+		t, err := auth.ParseTopicRules(pos[1])
+		if err != nil {
+			return usagef("topics: %v", err)
+		}
+		return u.setTopics(name, t)
 	default:
 		return u.passwd(name, *iterations)
 	}
@@ -182,7 +200,7 @@ func (u *userCmd) open() (*auth.Store, error) {
 	return s, err
 }
 
-func (u *userCmd) add(name string, roles []string, iterations int) error {
+func (u *userCmd) add(name string, roles []string, topics auth.TopicRules, iterations int) error {
 	// Refuse what would fail before asking for a password, without creating
 	// the store yet: a mistyped password leaves no empty file behind.
 	if _, err := os.Lstat(u.path); err == nil {
@@ -202,7 +220,7 @@ func (u *userCmd) add(name string, roles []string, iterations int) error {
 	if err != nil {
 		return err
 	}
-	cred.Roles = roles
+	cred.Roles, cred.Topics = roles, topics
 	s, err := auth.CreateStore(u.path)
 	if err != nil {
 		return err
@@ -212,7 +230,11 @@ func (u *userCmd) add(name string, roles []string, iterations int) error {
 	} else if err != nil {
 		return err
 	}
-	fmt.Fprintf(u.stdout, "conclave: added user %s (roles %s, %d iterations) to %s\n", name, roleList(roles), iterations, u.path)
+	scope := ""
+	if len(topics) > 0 {
+		scope = ", topics " + topics.String()
+	}
+	fmt.Fprintf(u.stdout, "conclave: added user %s (roles %s%s, %d iterations) to %s\n", name, roleList(roles), scope, iterations, u.path)
 	return nil
 }
 
@@ -235,9 +257,10 @@ func (u *userCmd) list() error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(u.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLES\tITERATIONS")
+	fmt.Fprintln(tw, "NAME\tROLES\tTOPICS\tITERATIONS")
 	for _, user := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%d\n", user.Name, roleList(user.Credential.Roles), user.Credential.Iterations)
+		c := user.Credential
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\n", user.Name, roleList(c.Roles), topicList(c.Topics), c.Iterations)
 	}
 	return tw.Flush()
 }
@@ -272,7 +295,7 @@ func (u *userCmd) passwd(name string, iterations int) error {
 	err = s.Update(name, func(old auth.Credential) (auth.Credential, error) {
 		roles = old.Roles
 		c := cred
-		c.Roles = old.Roles // as they are now, under the store's lock
+		c.Roles, c.Topics = old.Roles, old.Topics // as they are now, under the store's lock
 		return c, nil
 	})
 	if errors.Is(err, auth.ErrNoSuchUser) {
@@ -303,6 +326,25 @@ func (u *userCmd) setRoles(name string, roles []string) error {
 	return nil
 }
 
+// setTopics replaces a user's topic rules under the store's lock.
+func (u *userCmd) setTopics(name string, topics auth.TopicRules) error {
+	s, err := u.open()
+	if err != nil {
+		return err
+	}
+	err = s.Update(name, func(old auth.Credential) (auth.Credential, error) {
+		old.Topics = topics
+		return old, nil
+	})
+	if errors.Is(err, auth.ErrNoSuchUser) {
+		return u.noSuchUser(name)
+	} else if err != nil {
+		return err
+	}
+	fmt.Fprintf(u.stdout, "conclave: %s may now use topics %s in %s\n", name, topicList(topics), u.path)
+	return nil
+}
+
 // newCredential reads a new password (twice from a terminal) and derives its
 // credential.
 func (u *userCmd) newCredential(prompt string, iterations int) (auth.Credential, error) {
@@ -328,6 +370,14 @@ func roleList(roles []string) string {
 		return "-"
 	}
 	return strings.Join(roles, ",")
+}
+
+// topicList shows topic rules, "*" for none (every topic).
+func topicList(t auth.TopicRules) string {
+	if len(t) == 0 {
+		return "*"
+	}
+	return t.String()
 }
 
 func isDir(path string) bool {

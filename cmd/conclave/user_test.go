@@ -203,17 +203,17 @@ func TestUserAddDuplicate(t *testing.T) {
 func TestUserList(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "users")
 	mustUser(t, "pw1\n", "-store", path, "add", "zoe", "-roles", "monitor", "-iterations", testIterations)
-	mustUser(t, "pw2\n", "-store", path, "add", "adam", "-roles", "admin,client", "-iterations", "5000")
+	mustUser(t, "pw2\n", "-store", path, "add", "adam", "-roles", "admin,client", "-topics", "jobs.*,!jobs.admin", "-iterations", "5000")
 	mustUser(t, "pw3\n", "-store", path, "add", "nobody", "-roles", "", "-iterations", testIterations)
 	// Through run, as main calls it: list reads no stdin.
 	var stdout, stderr strings.Builder
 	if err := run(context.Background(), []string{"user", "-store", path, "list"}, &stdout, &stderr); err != nil {
 		t.Fatalf("list: %v\n%s", err, stderr.String())
 	}
-	want := "NAME    ROLES         ITERATIONS\n" +
-		"adam    admin,client  5000\n" +
-		"nobody  -             4096\n" +
-		"zoe     monitor       4096\n"
+	want := "NAME    ROLES         TOPICS              ITERATIONS\n" +
+		"adam    admin,client  jobs.*,!jobs.admin  5000\n" +
+		"nobody  -             *                   4096\n" +
+		"zoe     monitor       *                   4096\n"
 	if stdout.String() != want {
 		t.Errorf("list printed\n%s\nwant\n%s", stdout.String(), want)
 	}
@@ -305,6 +305,8 @@ func TestUserBadArguments(t *testing.T) {
 		{[]string{"-store", path, "add", "alice", "-roles", "admin,root"}, []string{`unknown role "root"`, `admin, worker, client, monitor`}},
 		{[]string{"-store", path, "add", "alice", "-roles", "worker,worker"}, []string{`"worker" listed twice`}},
 		{[]string{"-store", path, "add", "alice", "-iterations", "1000"}, []string{`-iterations 1000: want 4096 to 10000000`}},
+		{[]string{"-store", path, "add", "alice", "-topics", "jobs*x"}, []string{`-topics: auth: bad topic rule "jobs\*x"`}},
+		{[]string{"-store", path, "topics", "alice"}, []string{`usage: conclave user \[-store FILE\] topics NAME RULES`}},
 		{[]string{"-store", path, "passwd", "alice", "-iterations", "x"}, []string{`invalid value "x"`}},
 		{[]string{"-store", path, "add", "9lives"}, []string{`invalid user name`}},
 		{[]string{"-store", path, "add", "a:b"}, []string{`invalid user name`}},
@@ -426,4 +428,36 @@ func TestUserRoles(t *testing.T) {
 	wantError(t, err, 1, `no user "carol" in `+regexp.QuoteMeta(path))
 	_, _, err = runUser(t, failReader{t}, "-store", path, "roles", "alice")
 	wantError(t, err, 2, "usage: conclave user")
+}
+
+func TestUserTopics(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "users")
+	out := mustUser(t, "pw\n", "-store", path, "add", "alice", "-roles", "client", "-topics", "jobs.*", "-iterations", testIterations)
+	if want := "conclave: added user alice (roles client, topics jobs.*, 4096 iterations) to " + path + "\n"; out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	out = mustUser(t, "", "-store", path, "topics", "alice", "jobs.*,!jobs.admin")
+	if want := "conclave: alice may now use topics jobs.*,!jobs.admin in " + path + "\n"; out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	cred, _ := lookup(t, path, "alice")
+	if cred.Topics.String() != "jobs.*,!jobs.admin" || strings.Join(cred.Roles, ",") != "client" {
+		t.Errorf("after topics: %v", cred)
+	}
+	// passwd keeps the rules; topics "" lifts them.
+	mustUser(t, "pw2\n", "-store", path, "passwd", "alice", "-iterations", testIterations)
+	if cred, _ := lookup(t, path, "alice"); cred.Topics.String() != "jobs.*,!jobs.admin" {
+		t.Errorf("passwd dropped the topic rules: %v", cred)
+	}
+	if err := login(t, path, "alice", "pw2"); err != nil {
+		t.Errorf("login after passwd: %v", err)
+	}
+	mustUser(t, "", "-store", path, "topics", "alice", "")
+	if cred, _ := lookup(t, path, "alice"); len(cred.Topics) != 0 {
+		t.Errorf("topics \"\" left %v", cred.Topics)
+	}
+	_, _, err := runUser(t, failReader{t}, "-store", path, "topics", "alice", "a b")
+	wantError(t, err, 2, "topics: ")
+	_, _, err = runUser(t, failReader{t}, "-store", path, "topics", "carol", "x")
+	wantError(t, err, 1, `no user "carol" in `+regexp.QuoteMeta(path))
 }
