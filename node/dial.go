@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	mrand "math/rand/v2"
 	"syscall"
 	"time"
@@ -50,7 +51,8 @@ func (n *Node) dial(p *peer, delay time.Duration) {
 // dialLoop dials p until it has a link, retrying with jittered exponential
 // backoff while p is alive. A refused connection means nothing listens on
 // the peer's link port any more: its process is gone, and saying so now
-// beats waiting seconds for gossip to notice.
+// beats waiting seconds for gossip to notice. Refused credentials end the
+// peer too.
 func (n *Node) dialLoop(p *peer, delay time.Duration) {
 	backoff := dialBackoffMin
 	for {
@@ -98,8 +100,16 @@ func (n *Node) dialLoop(p *peer, delay time.Duration) {
 			p.dialing = false
 			p.mu.Unlock()
 			return
-		case errors.Is(err, auth.ErrAuthFailed):
-			n.log.Warn("link refused: wrong cluster key on one side", "peer", p.id, "addr", addr.String())
+		case errors.Is(err, auth.ErrAuthFailed) && !errors.Is(err, auth.ErrSCRAMRateLimited):
+			// The peer no longer takes our key or login (our user was
+			// removed, or given a new password): retrying cannot help,
+			// and what waits on the peer should hear it now.
+			n.log.Warn("link refused: the peer does not accept our credentials", "peer", p.id, "addr", addr.String(), "err", err)
+			n.peerDown(p, stateFailed, fmt.Errorf("%w: %w", ErrPeerFailed, err), "it refused our credentials")
+			p.mu.Lock()
+			p.dialing = false
+			p.mu.Unlock()
+			return
 		default:
 			n.log.Debug("dial failed", "peer", p.id, "addr", addr.String(), "err", err)
 		}

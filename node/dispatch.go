@@ -71,7 +71,7 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 				return n.protocolError(p, fmt.Errorf("whoami: %w", err))
 			}
 			if len(n.cfg.Connect) > 0 {
-				n.selfIdentity.Store(&identity{user: w.User, roles: w.Roles})
+				n.selfIdentity.Store(&identity{user: w.User, roles: w.Roles, topics: w.Topics})
 			}
 		case ctlLeave:
 			// Handled by the link's reader, which acknowledges it first.

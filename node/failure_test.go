@@ -64,7 +64,7 @@ func TestCrashFailsPendingLoudly(t *testing.T) {
 	go func() { reqErr <- a.Request(ctx, "n1", "stuck", "x", nil) }()
 	<-entered
 	// From here on, every sequenced frame a sends b is a one-way message.
-	pa, _ := a.lookup("n1")
+	pa, _ := a.lookup("n1", StatusTopic)
 	pa.sendMu.Lock()
 	firstData := pa.nextSeq
 	pa.sendMu.Unlock()
@@ -162,7 +162,7 @@ func TestRestartFailsOldIncarnation(t *testing.T) {
 	reqErr := make(chan error, 1)
 	go func() { reqErr <- a.Request(ctx, "n1", "stuck", nil, nil) }()
 	waitFor(t, "request in flight", 2*time.Second, func() bool {
-		p, _ := a.lookup("n1")
+		p, _ := a.lookup("n1", StatusTopic)
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		return len(p.pending) == 1
@@ -355,7 +355,7 @@ func TestFalseFailureRecovers(t *testing.T) {
 		peers, _ := a.routes.publishTargets("news")
 		return len(a.Servers("echo")) == 1 && len(peers) == 1
 	})
-	pb, _ := a.lookup("n1")
+	pb, _ := a.lookup("n1", StatusTopic)
 	a.peerDown(pb, stateFailed, ErrPeerFailed, "test: a false alarm")
 	if len(a.Servers("echo")) != 0 {
 		t.Fatal("a failed peer's handler is still routed to")
@@ -379,7 +379,7 @@ func TestGossipDeathWithHealthyLink(t *testing.T) {
 	nodes := startCluster(t, 2, func(i int, c *Config) { c.NetDialer = d })
 	a, b := nodes[0], nodes[1]
 	a.onDisco(discoEvent{Kind: discoLeave, Member: memberInfoOf(t, b)})
-	if _, err := a.lookup("n1"); err != nil {
+	if _, err := a.lookup("n1", StatusTopic); err != nil {
 		t.Fatalf("gossip alone failed a peer with a healthy link: %v", err)
 	}
 	ctx := testCtx(t, 5*time.Second)
@@ -456,7 +456,7 @@ func TestClientCrashIsNoticed(t *testing.T) {
 	reqErr := make(chan error, 1)
 	go func() { reqErr <- a.Request(ctx, "laptop", "wait", nil, nil) }()
 	waitFor(t, "the request at the client", 5*time.Second, func() bool {
-		p, err := a.lookup("laptop")
+		p, err := a.lookup("laptop", StatusTopic)
 		if err != nil {
 			return false
 		}

@@ -1,17 +1,22 @@
 package node
 
-import "time"
+import (
+	"time"
+
+	"github.com/seed0811993b/conclave/auth"
+)
 
 // tombstoneTTL is how long a peer that failed or left is remembered, so
 // that the same process seen again resumes its stream without duplicates.
 const tombstoneTTL = 5 * time.Minute
 
 // heartbeat pings idle links, drops links that went silent (a partition or
-// a hung process: TCP alone may not notice for minutes) and forgets old
-// tombstones.
+// a hung process: TCP alone may not notice for minutes), forgets old
+// tombstones and applies credential store changes to users' sessions.
 func (n *Node) heartbeat() {
 	t := time.NewTicker(n.cfg.HeartbeatInterval)
 	defer t.Stop()
+	var usersChecked time.Time
 	for {
 		select {
 		case <-t.C:
@@ -36,6 +41,10 @@ func (n *Node) heartbeat() {
 			peers = append(peers, p)
 		}
 		n.mu.Unlock()
+		if n.cfg.Users != nil && now.Sub(usersChecked) >= auth.StoreCheckInterval {
+			usersChecked = now
+			n.recheckUsers(peers)
+		}
 		for _, p := range peers {
 			p.mu.Lock()
 			l := p.link

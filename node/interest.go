@@ -377,8 +377,8 @@ func (n *Node) applyInterest(p *peer, ident *identity, body []byte) error {
 		return n.protocolError(p, fmt.Errorf("interest: %w", err))
 	}
 	for _, op := range ops {
-		if op.Op == opAdd && !ident.mayServe() {
-			n.log.Warn("denied", "peer", p.id, "topic", op.Topic, "why", ident.String()+" may not serve or subscribe")
+		if op.Op == opAdd && !ident.mayServe(op.Topic) {
+			n.log.Warn("denied", "peer", p.id, "topic", op.Topic, "why", ident.String()+" may not serve or subscribe to it")
 			continue
 		}
 		if err := n.routes.update(p, op); err != nil {
@@ -400,7 +400,7 @@ func (n *Node) register(s *Subscription) (*Subscription, error) {
 	if n.ctx.Err() != nil {
 		return nil, ErrClosed
 	}
-	if err := n.checkServe(); err != nil {
+	if err := n.checkServe(s.topic); err != nil {
 		return nil, err
 	}
 	n.routes.order.Lock()

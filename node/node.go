@@ -228,14 +228,14 @@ func (n *Node) acceptLoop() {
 			continue
 		}
 		if st := tl.ConnectionState(); st.PeerUser != "" {
-			ident := &identity{user: st.PeerUser, roles: st.PeerRoles}
-			if p.inGossip.Load() && !ident.mayServe() {
+			ident := n.loggedIn(st)
+			if p.inGossip.Load() && !ident.mayServe("") {
 				n.log.Warn("refusing a cluster member that logged in as a user who may not serve", "peer", id, "user", st.PeerUser, "roles", st.PeerRoles)
 				tl.Close()
 				continue
 			}
-			if old := p.ident.Swap(ident); old == nil || old.user != ident.user {
-				p.sendControl(ctlWhoami, marshalControl(&whoami{User: ident.user, Roles: ident.roles}))
+			if old := p.ident.Swap(ident); !old.same(ident) {
+				p.sendControl(ctlWhoami, ident.whoami())
 			}
 		}
 		p.attach(tl, id)
@@ -399,13 +399,18 @@ func (n *Node) changed() {
 }
 
 // lookup returns the live peer named name.
-func (n *Node) lookup(name string) (*peer, error) {
+func (n *Node) lookup(name, topic string) (*peer, error) {
 	if n.closing() {
 		return nil, ErrClosed
 	}
 	p := (*n.names.Load())[name]
 	if p == nil || !p.up.Load() {
 		return nil, fmt.Errorf("%w: %q", ErrUnknownNode, name)
+	}
+	if id := p.ident.Load(); topic != StatusTopic && !id.mayServe(topic) {
+		// A client's user may not serve topic: whatever it registered, it
+		// is not a recipient of the cluster's messages on it.
+		return nil, fmt.Errorf("%w: %s on %s may not serve topic %s", ErrForbidden, id, name, topic)
 	}
 	return p, nil
 }

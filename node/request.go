@@ -55,7 +55,7 @@ func decodeReply(m *Msg, out any) error {
 
 // request sends one request and waits for its reply message.
 func (n *Node) request(ctx context.Context, to, topic string, v any) (*Msg, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := n.checkTopic(topic); err != nil {
 		return nil, err
 	}
 	var hdr [5]byte
@@ -67,7 +67,7 @@ func (n *Node) request(ctx context.Context, to, topic string, v any) (*Msg, erro
 	if to == n.cfg.Name {
 		return n.requestLocal(ctx, topic, pl.joined(), pl.flags)
 	}
-	p, err := n.lookup(to)
+	p, err := n.lookup(to, topic)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,7 +14,8 @@ import (
 
 // userCluster starts two members that require the cluster key and a user
 // login, with workers w0 and w1, a client cli and a monitor mon in their
-// store (password "pw-" + name).
+// store (password "pw-" + name), and jobcli (a client on jobs.* but not
+// jobs.admin) and workw (a worker on work.*).
 func userCluster(t *testing.T) (nodes []*Node, users *auth.SCRAMServer) {
 	t.Helper()
 	creds := auth.CredentialMap{}
@@ -22,6 +25,19 @@ func userCluster(t *testing.T) (nodes []*Node, users *auth.SCRAMServer) {
 			t.Fatal(err)
 		}
 		c.Roles = []string{role}
+		creds[name] = c
+	}
+	// Users with topic rules: a client limited to jobs, a worker to work.
+	for name, role := range map[string]string{"jobcli": auth.RoleClient, "workw": auth.RoleWorker} {
+		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Roles = []string{role}
+		c.Topics = auth.TopicRules{"jobs.*", "!jobs.admin"}
+		if name == "workw" {
+			c.Topics = auth.TopicRules{"work.*"}
+		}
 		creds[name] = c
 	}
 	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
@@ -86,6 +102,15 @@ func TestRolesMonitor(t *testing.T) {
 	if err := mon.WaitPeer(ctx, "n0"); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "the monitor to learn its roles", 5*time.Second, func() bool { return mon.selfIdentity.Load() != nil })
+	if err := mon.Request(ctx, "n0", "echo", "x", nil); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("a monitor's request: %v, want ErrForbidden at once", err)
+	}
+	if err := mon.Send(ctx, "n0", "echo", "x"); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("a monitor's send: %v, want ErrForbidden at once", err)
+	}
+	// n0 enforces the roles itself, for a monitor that does not.
+	mon.selfIdentity.Store(nil)
 	err := mon.Request(ctx, "n0", "echo", "x", nil)
 	var re *RemoteError
 	if !errors.Is(err, ErrForbidden) || !errors.As(err, &re) || re.Node != "n0" {
@@ -101,6 +126,74 @@ func TestRolesMonitor(t *testing.T) {
 	})
 	if st, err := mon.Status(ctx, "n0"); err != nil || st.ID != n0.ID() {
 		t.Fatalf("a monitor's status request: %+v, %v", st, err)
+	}
+}
+
+// TestRolesTopicRules: a user's topic rules bind what it may send to and
+// serve, both in its own node (which hears its rules from the members) and
+// in the members, which enforce them whatever the client does.
+func TestRolesTopicRules(t *testing.T) {
+	nodes, _ := userCluster(t)
+	n0 := nodes[0]
+	for _, topic := range []string{"jobs.run", "jobs.admin", "logs"} {
+		HandleFunc(n0, topic, func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
+	}
+	cli := startNode(t, clientConfig(n0, "laptop", "jobcli"))
+	ctx := testCtx(t, 10*time.Second)
+	if err := cli.WaitPeer(ctx, "n0"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the client to learn its rules", 5*time.Second, func() bool { return cli.selfIdentity.Load() != nil })
+	if got, err := Call[string](ctx, cli, "n0", "jobs.run", "hi"); err != nil || got != "hi" {
+		t.Fatalf("an allowed request: %q, %v", got, err)
+	}
+	for _, topic := range []string{"jobs.admin", "logs"} {
+		if err := cli.Request(ctx, "n0", topic, "x", nil); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("request to %s: %v, want ErrForbidden at once", topic, err)
+		}
+		if err := cli.Send(ctx, "n0", topic, "x"); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("send to %s: %v, want ErrForbidden at once", topic, err)
+		}
+		if err := cli.Publish(ctx, topic, "x"); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("publish to %s: %v, want ErrForbidden at once", topic, err)
+		}
+	}
+	if st, err := cli.Status(ctx, "n0"); err != nil || st.Name != "n0" {
+		t.Fatalf("status, which topic rules do not limit: %+v, %v", st, err)
+	}
+	// The member enforces the rules itself: a client that forgets them
+	// (a modified program) is refused by n0.
+	cli.selfIdentity.Store(nil)
+	err := cli.Request(ctx, "n0", "jobs.admin", "x", nil)
+	var re *RemoteError
+	if !errors.Is(err, ErrForbidden) || !errors.As(err, &re) || re.Node != "n0" || !strings.Contains(err.Error(), "jobs.*,!jobs.admin") {
+		t.Fatalf("n0's answer to a forbidden request: %v", err)
+	}
+
+	// A worker limited to work.* may serve work.resize and nothing else.
+	w := startNode(t, clientConfig(n0, "resizer", "workw"))
+	if err := w.WaitPeer(ctx, "n0"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the worker to learn its rules", 5*time.Second, func() bool { return w.selfIdentity.Load() != nil })
+	if _, err := w.Handle("logs.tail", func(ctx context.Context, m *Msg) (any, error) { return nil, nil }); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("a handler outside the rules: %v", err)
+	}
+	HandleFunc(w, "work.resize", func(ctx context.Context, m *Msg, s string) (string, error) { return "resized " + s, nil })
+	w.selfIdentity.Store(nil) // again, n0 must refuse this by itself
+	if _, err := w.Handle("logs.tail", func(ctx context.Context, m *Msg) (any, error) { return "stolen", nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n0 to route work.resize to the worker", 5*time.Second, func() bool {
+		var got string
+		err := n0.RequestAny(ctx, "work.resize", "img", &got)
+		return err == nil && got == "resized img"
+	})
+	if err := n0.Request(ctx, "resizer", "logs.tail", nil, nil); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("n0's request to a handler its user may not serve: %v", err)
+	}
+	if err := n0.RequestAny(ctx, "logs.tail", nil, nil); !errors.Is(err, ErrNoResponders) {
+		t.Fatalf("n0 routed to a handler its user may not serve: %v", err)
 	}
 }
 
@@ -143,6 +236,19 @@ func TestRolesKeylessClient(t *testing.T) {
 		c.Roles = []string{role}
 		creds[name] = c
 	}
+	// Users with topic rules: a client limited to jobs, a worker to work.
+	for name, role := range map[string]string{"jobcli": auth.RoleClient, "workw": auth.RoleWorker} {
+		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Roles = []string{role}
+		c.Topics = auth.TopicRules{"jobs.*", "!jobs.admin"}
+		if name == "workw" {
+			c.Topics = auth.TopicRules{"work.*"}
+		}
+		creds[name] = c
+	}
 	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -167,5 +273,90 @@ func TestRolesKeylessClient(t *testing.T) {
 	member.User, member.Password = "cli", "pw-cli"
 	if _, err := Start(ctx, member); err == nil {
 		t.Fatal("a process without the key joined the gossip")
+	}
+}
+
+// TestRolesStoreChanges: the members apply changes to their credential
+// store to the sessions already open: new roles or topic rules bind at
+// once, a deleted user is cut off.
+func TestRolesStoreChanges(t *testing.T) {
+	store, err := auth.CreateStore(filepath.Join(t.TempDir(), "users"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, role := range map[string]string{"w0": auth.RoleWorker, "w1": auth.RoleWorker, "op": auth.RoleClient, "wk": auth.RoleWorker} {
+		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Roles = []string{role}
+		if err := store.Add(name, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	users, err := auth.NewSCRAMServer(store, auth.SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startCluster(t, 2, func(i int, c *Config) {
+		c.Users, c.Require = users, auth.RequireKeyAndUser
+		c.User = []string{"w0", "w1"}[i]
+		c.Password = auth.Password("pw-" + c.User)
+	})
+	n0 := nodes[0]
+	for _, topic := range []string{"echo", "jobs.x"} {
+		HandleFunc(n0, topic, func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
+	}
+	ctx := testCtx(t, 20*time.Second)
+	cli := startNode(t, clientConfig(n0, "laptop", "op"))
+	wk := startNode(t, clientConfig(n0, "resizer", "wk"))
+	for _, c := range []*Node{cli, wk} {
+		if err := c.WaitPeer(ctx, "n0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	HandleFunc(wk, "work.a", func(ctx context.Context, m *Msg, s string) (string, error) { return "done " + s, nil })
+	waitFor(t, "n0 to route work.a to the worker", 5*time.Second, func() bool {
+		var got string
+		return n0.RequestAny(ctx, "work.a", "x", &got) == nil && got == "done x"
+	})
+	if got, err := Call[string](ctx, cli, "n0", "echo", "hi"); err != nil || got != "hi" {
+		t.Fatalf("before the change: %q, %v", got, err)
+	}
+
+	setTopics := func(user string, rules auth.TopicRules) {
+		t.Helper()
+		if err := store.Update(user, func(c auth.Credential) (auth.Credential, error) { c.Topics = rules; return c, nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setTopics("op", auth.TopicRules{"jobs.*"})
+	setTopics("wk", auth.TopicRules{"other.*"})
+	waitFor(t, "the client's new topic rules to bind", 5*time.Second, func() bool {
+		return errors.Is(cli.Request(ctx, "n0", "echo", "x", nil), ErrForbidden)
+	})
+	if got, err := Call[string](ctx, cli, "n0", "jobs.x", "ok"); err != nil || got != "ok" {
+		t.Fatalf("an allowed topic after the change: %q, %v", got, err)
+	}
+	waitFor(t, "n0 to forget the worker's handler", 5*time.Second, func() bool {
+		return errors.Is(n0.RequestAny(ctx, "work.a", "x", nil), ErrNoResponders)
+	})
+
+	if err := store.Delete("op"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "n0 to drop the deleted user's peer", 15*time.Second, func() bool {
+		_, err := n0.lookup("laptop", StatusTopic)
+		return errors.Is(err, ErrUnknownNode)
+	})
+	// The client hears it too: its redial is refused, and n0 ends for it.
+	waitFor(t, "the client to give n0 up", 10*time.Second, func() bool {
+		_, err := cli.lookup("n0", StatusTopic)
+		return err != nil
+	})
+	err = cli.Request(ctx, "n0", "jobs.x", "x", nil)
+	var pe *PeerError
+	if !errors.Is(err, ErrUnknownNode) && !(errors.As(err, &pe) && errors.Is(err, auth.ErrAuthFailed) && errors.Is(err, ErrPeerFailed)) {
+		t.Fatalf("a deleted user's request: %v", err)
 	}
 }

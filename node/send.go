@@ -21,7 +21,7 @@ func (p *peer) sendControl(topic string, body []byte) {
 // handler for topic) goes to Config.Undeliverable. A []byte v travels as
 // raw bytes; anything else is encoded with msgpack.
 func (n *Node) Send(ctx context.Context, to, topic string, v any) error {
-	if err := checkTopic(topic); err != nil {
+	if err := n.checkTopic(topic); err != nil {
 		return err
 	}
 	var hdr [5]byte
@@ -33,7 +33,7 @@ func (n *Node) Send(ctx context.Context, to, topic string, v any) error {
 	if to == n.cfg.Name {
 		return n.deliverLocal(ctx, topic, pl.joined(), pl.flags, 0, true)
 	}
-	p, err := n.lookup(to)
+	p, err := n.lookup(to, topic)
 	if err != nil {
 		return err
 	}
@@ -42,9 +42,10 @@ func (n *Node) Send(ctx context.Context, to, topic string, v any) error {
 }
 
 // Broadcast sends v one way to the handler of topic on every live member,
-// this node included. Members without a handler ignore it.
+// this node included. Members without a handler ignore it, and peers
+// whose user may not serve topic do not get it.
 func (n *Node) Broadcast(ctx context.Context, topic string, v any) error {
-	if err := checkTopic(topic); err != nil {
+	if err := n.checkTopic(topic); err != nil {
 		return err
 	}
 	body, flags, err := appendPayload(nil, v)
@@ -56,6 +57,9 @@ func (n *Node) Broadcast(ctx context.Context, topic string, v any) error {
 	}
 	e := codec.Envelope{Kind: codec.KindData, Flags: flags | flagBroadcast, Topic: []byte(topic), Body: body}
 	for _, p := range n.livePeers() {
+		if !p.ident.Load().mayServe(topic) {
+			continue // a client whose user may not serve topic
+		}
 		if err := p.send(ctx, &e, false); err != nil && ctx.Err() != nil {
 			return err
 		}
@@ -69,7 +73,7 @@ func (n *Node) Broadcast(ctx context.Context, topic string, v any) error {
 // round trip of the link. Publishing to a topic without subscribers is not
 // an error.
 func (n *Node) Publish(ctx context.Context, topic string, v any) error {
-	if err := checkTopic(topic); err != nil {
+	if err := n.checkTopic(topic); err != nil {
 		return err
 	}
 	if n.closing() {
@@ -160,12 +164,4 @@ func (n *Node) deliverLocal(ctx context.Context, topic string, body []byte, flag
 // closing reports whether the node is leaving or closed.
 func (n *Node) closing() bool {
 	return n.leaving.Load() || n.ctx.Err() != nil
-}
-
-// checkTopic validates a topic for sending.
-func checkTopic(topic string) error {
-	if len(topic) == 0 || len(topic) > codec.MaxTopicLen {
-		return fmt.Errorf("node: topic must be 1 to %d bytes", codec.MaxTopicLen)
-	}
-	return nil
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 
+	"github.com/seed0811993b/conclave/auth"
 	"github.com/seed0811993b/conclave/codec"
 )
 
@@ -35,6 +36,7 @@ type whoami struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	User     string
 	Roles    []string
+	Topics   auth.TopicRules
 }
 
 // hello is the first envelope on every link, in both directions. It
