@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 
 	"github.com/seed0811993b/conclave/auth"
 )
@@ -108,4 +110,38 @@ func ExampleStore() {
 		log.Fatal(err)
 	}
 	// Output: pipeline [worker monitor] 4096
+}
+
+// ExampleStore_Reload reloads the store on SIGHUP, for operators who expect
+// it. A Store also notices changes by itself, within StoreCheckInterval.
+func ExampleStore_Reload() {
+	store, err := auth.OpenStore(os.Getenv("CONCLAVE_USERS_FILE"))
+	if err != nil {
+		log.Print(err)
+		return
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := store.Reload(); err != nil {
+				log.Printf("credential store not reloaded, the previous users stay in force: %v", err)
+			}
+		}
+	}()
+}
+
+// ExampleTopicRules limits a user to some topics.
+func ExampleTopicRules() {
+	rules, err := auth.ParseTopicRules("jobs.*,!jobs.admin")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, topic := range []string{"jobs.resize", "jobs.admin", "logs"} {
+		fmt.Println(topic, rules.Allows(topic))
+	}
+	// Output:
+	// jobs.resize true
+	// jobs.admin false
+	// logs false
 }
