@@ -30,8 +30,10 @@ type SCRAMClientOptions struct {
 // Final refuses an iteration count below MinSCRAMIterations or above
 // MaxIterations and a combined nonce that does not extend the client's. It
 // runs PBKDF2, the one costly step of a login (about 90 ms at
-// DefaultSCRAMIterations). A SCRAMClient serves one login and is not safe
-// for concurrent use. It never prints the password.
+// DefaultSCRAMIterations), once per password, salt and iteration count in
+// a process: the derived keys are kept in memory (up to 64 sets) for the
+// next login. A SCRAMClient serves one login and is not safe for
+// concurrent use. It never prints the password.
 type SCRAMClient struct {
 	user     string
 	password string
@@ -116,7 +118,7 @@ func (c *SCRAMClient) final(saltB64 string, iterations int, combined string, bin
 	if err != nil {
 		return "", err
 	}
-	clientKey, storedKey, serverKey, err := scramClientKeys(c.password, salt, iterations)
+	clientKey, storedKey, serverKey, err := scramKeys.clientKeys(c.password, salt, iterations)
 	if err != nil {
 		return "", err
 	}
