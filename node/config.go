@@ -153,6 +153,9 @@ func (c Config) withDefaults() (Config, error) {
 	if len(c.Key) > 0 && len(c.Key) < auth.MinKeyLen {
 		return c, fmt.Errorf("node: Config.Key has %d bytes, want at least %d", len(c.Key), auth.MinKeyLen)
 	}
+	if c.Require != auth.RequireKey && c.User == "" && len(c.Connect) == 0 {
+		return c, errors.New("node: Config.Require asks peers for a user login, so this member must log in too: set Config.User and Password")
+	}
 	if len(c.Connect) > 0 && len(c.Join) > 0 {
 		return c, errors.New("node: Config.Connect (a client) and Config.Join (a member) exclude each other")
 	}

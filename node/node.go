@@ -66,6 +66,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkOwnLogin(cfg); err != nil {
+		return nil, err
+	}
 	var b [8]byte
 	rand.Read(b[:])
 	n := &Node{

@@ -155,3 +155,42 @@ func (n *Node) Status(ctx context.Context, name string) (Status, error) {
 	err := n.Request(ctx, name, StatusTopic, nil, &st)
 	return st, err
 }
+
+// checkOwnLogin tries a member's user login against its own credential
+// store before it joins, so that a wrong password or a user who may not be
+// a member fails Start with a clear error instead of every link failing
+// later. It also derives the login's keys once, for the links to come.
+func checkOwnLogin(cfg Config) error {
+	if cfg.Users == nil || cfg.User == "" || len(cfg.Connect) > 0 {
+		return nil
+	}
+	fail := func(err error) error {
+		return fmt.Errorf("node: Config.User %s cannot log in to this node's own credential store: %w", cfg.User, err)
+	}
+	client, err := auth.NewSCRAMClient(cfg.User, string(cfg.Password), auth.SCRAMClientOptions{})
+	if err != nil {
+		return fail(err)
+	}
+	user, cnonce := client.First()
+	salt, iterations, combined, err := cfg.Users.ClientFirst(user, cnonce)
+	if err != nil {
+		return fail(err)
+	}
+	proof, err := client.Final(salt, iterations, combined)
+	if err != nil {
+		return fail(err)
+	}
+	sig, err := cfg.Users.ClientFinal(user, combined, proof)
+	if err != nil {
+		return fail(err)
+	}
+	if err := client.VerifyServer(sig); err != nil {
+		return fail(err)
+	}
+	cred, _ := cfg.Users.LookupCredential(user)
+	if id := (&identity{user: user, roles: cred.Roles, topics: cred.Topics}); !id.mayServe("") {
+		return fmt.Errorf("%w: Config.User: %s may not be a cluster member (that needs %s or %s); connect as a client (Config.Connect) instead",
+			ErrForbidden, id, auth.RoleAdmin, auth.RoleWorker)
+	}
+	return nil
+}

@@ -210,6 +210,23 @@ func TestRolesRefusedLogins(t *testing.T) {
 	if _, err := Start(ctx, keyless); !errors.Is(err, auth.ErrAuthFailed) {
 		t.Fatalf("no key: %v", err)
 	}
+	// A member checks its own login against its store before it joins.
+	member := func(user string, pw auth.Password) Config {
+		c := testConfig("n8")
+		c.Join = []string{nodes[0].GossipAddr()}
+		c.Users, c.Require = nodes[0].cfg.Users, auth.RequireKeyAndUser
+		c.User, c.Password = user, pw
+		return c
+	}
+	if _, err := Start(ctx, member("w0", "wrong")); !errors.Is(err, auth.ErrAuthFailed) || !strings.Contains(err.Error(), "own credential store") {
+		t.Fatalf("a member with a wrong password: %v", err)
+	}
+	if _, err := Start(ctx, member("cli", "pw-cli")); !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), "Config.Connect") {
+		t.Fatalf("a member logging in as a client: %v", err)
+	}
+	if _, err := Start(ctx, member("", "")); err == nil || !strings.Contains(err.Error(), "set Config.User") {
+		t.Fatalf("a member that asks for logins without logging in: %v", err)
+	}
 	// A member logging in as a client-role user is refused a link.
 	bad := testConfig("n9")
 	bad.Join = []string{nodes[0].GossipAddr()}
