@@ -32,6 +32,11 @@ var (
 	// this process issued itself: a reflection attack.
 	ErrReflected = errors.New("auth: peer reflected our own challenge")
 
+	// ErrNotAllowed means the peer authenticated this side and refused the
+	// connection anyway, by its policy (Config.Authorize): a user whose
+	// roles do not allow what it tried, for instance. Retrying will not help.
+	ErrNotAllowed = errors.New("auth: authenticated, but not allowed by the peer")
+
 	// ErrBadKey reports an unusable key: missing, too short, or a key file
 	// readable by other users.
 	ErrBadKey = errors.New("auth: bad key")

@@ -390,6 +390,11 @@ func (s *nativeServer) finish(in []byte) ([]byte, error) {
 		signature = login.ServerSignature
 		s.res.state.PeerUser, s.res.state.PeerRoles, s.res.state.PeerTopics = login.User, login.Roles, login.Topics
 	}
+	if s.cfg.Authorize != nil {
+		if err := s.cfg.Authorize(s.res.state); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrNotAllowed, err)
+		}
+	}
 	s.tr.recv(in)
 	out := s.tr.send(marshalFinished(msgServerFinished, proof(s.hs, labelServerProof, s.tr.sum()), signature))
 	c2s, s2c := trafficSecrets(s.hs, s.tr.sum())

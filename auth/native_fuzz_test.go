@@ -39,7 +39,7 @@ func checkSentinel(t *testing.T, err error) {
 	if err == nil {
 		return
 	}
-	for _, s := range []error{ErrAuthFailed, ErrProtocol, ErrUnsupportedVersion, ErrUnsupportedCipher} {
+	for _, s := range []error{ErrAuthFailed, ErrProtocol, ErrUnsupportedVersion, ErrUnsupportedCipher, ErrNotAllowed} {
 		if errors.Is(err, s) {
 			return
 		}
@@ -83,6 +83,7 @@ func FuzzNativeClient(f *testing.F) {
 	_, sh, _ := nativeSeeds(f)
 	f.Add(sh, []byte("conclave\x04"+string(make([]byte, 32))))
 	f.Add([]byte("conclave\x7f\x02"), []byte{})
+	f.Add([]byte("conclave\x7f\x07"), []byte{})
 	keys := fuzzClientKeys(f)
 	f.Fuzz(func(t *testing.T, m1, m2 []byte) {
 		c := newNativeClient(&Config{Key: bytes.Repeat([]byte{9}, 32)})

@@ -46,6 +46,7 @@ const (
 	failProtocol    = 0x04
 	failMechanism   = 0x05
 	failRateLimited = 0x06 // too many failed logins: try later
+	failNotAllowed  = 0x07 // authenticated, refused by the server's policy
 	failUnspecified = 0xff
 )
 
@@ -223,6 +224,8 @@ func failureError(code byte) error {
 		return fmt.Errorf("%w: %w: the server refuses logins for now after too many failures; try again later", ErrAuthFailed, ErrSCRAMRateLimited)
 	case failProtocol:
 		return fmt.Errorf("%w: peer reported a protocol violation", ErrProtocol)
+	case failNotAllowed:
+		return fmt.Errorf("%w: the peer accepted our credentials but refuses this connection (its log says why)", ErrNotAllowed)
 	}
 	return fmt.Errorf("%w: peer aborted the handshake (code %#x)", ErrProtocol, code)
 }
@@ -321,6 +324,8 @@ func failureCode(err error) byte {
 		return failMechanism
 	case errors.Is(err, ErrSCRAMRateLimited):
 		return failRateLimited
+	case errors.Is(err, ErrNotAllowed):
+		return failNotAllowed
 	case errors.Is(err, ErrAuthFailed):
 		return failAuth
 	case errors.Is(err, ErrProtocol):

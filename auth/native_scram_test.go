@@ -265,3 +265,38 @@ func TestUserLoginRateLimitPerAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestNativeAuthorize: a server's policy sees who the client proved to be
+// and can refuse it; the client hears ErrNotAllowed, never the reason.
+func TestNativeAuthorize(t *testing.T) {
+	users := userServer(t)
+	key := testKey(t)
+	var seen ConnectionState
+	scfg := &Config{Key: key, Users: users, Require: RequireKeyAndUser, Authorize: func(st ConnectionState) error {
+		seen = st
+		if st.PeerName == "intruder" {
+			return errors.New("secret policy detail")
+		}
+		return nil
+	}}
+	_, _, cerr, serr := handshakePair(t, &Config{Key: key, Name: "w1", User: "alice", Password: "pencil"}, scfg)
+	if cerr != nil || serr != nil {
+		t.Fatalf("allowed: client %v, server %v", cerr, serr)
+	}
+	if seen.PeerName != "w1" || seen.PeerUser != "alice" || strings.Join(seen.PeerRoles, ",") != "worker,client" {
+		t.Fatalf("Authorize saw %+v", seen)
+	}
+	_, _, cerr, serr = handshakePair(t, &Config{Key: key, Name: "intruder", User: "alice", Password: "pencil"}, scfg)
+	if !errors.Is(cerr, ErrNotAllowed) || errors.Is(cerr, ErrAuthFailed) || strings.Contains(cerr.Error(), "secret") {
+		t.Fatalf("refused client: %v", cerr)
+	}
+	if !errors.Is(serr, ErrNotAllowed) || !strings.Contains(serr.Error(), "secret policy detail") {
+		t.Fatalf("refusing server: %v", serr)
+	}
+	// A client that fails authentication never reaches the policy.
+	seen = ConnectionState{}
+	_, _, cerr, _ = handshakePair(t, &Config{Key: key, Name: "w2", User: "alice", Password: "wrong"}, scfg)
+	if !errors.Is(cerr, ErrAuthFailed) || seen.PeerName != "" {
+		t.Fatalf("wrong password: %v, Authorize saw %+v", cerr, seen)
+	}
+}

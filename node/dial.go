@@ -100,12 +100,17 @@ func (n *Node) dialLoop(p *peer, delay time.Duration) {
 			p.dialing = false
 			p.mu.Unlock()
 			return
-		case errors.Is(err, auth.ErrAuthFailed) && !errors.Is(err, auth.ErrSCRAMRateLimited):
+		case errors.Is(err, auth.ErrNotAllowed) || (errors.Is(err, auth.ErrAuthFailed) && !errors.Is(err, auth.ErrSCRAMRateLimited)):
 			// The peer no longer takes our key or login (our user was
-			// removed, or given a new password): retrying cannot help,
-			// and what waits on the peer should hear it now.
+			// removed, or given a new password), or does not let our user
+			// be a member: retrying cannot help, and what waits on the
+			// peer should hear it now.
 			n.log.Warn("link refused: the peer does not accept our credentials", "peer", p.id, "addr", addr.String(), "err", err)
-			n.peerDown(p, stateFailed, fmt.Errorf("%w: %w", ErrPeerFailed, err), "it refused our credentials")
+			cause := ErrPeerFailed
+			if errors.Is(err, auth.ErrNotAllowed) {
+				cause = ErrForbidden
+			}
+			n.peerDown(p, stateFailed, fmt.Errorf("%w: %w", cause, err), "it refused our credentials")
 			p.mu.Lock()
 			p.dialing = false
 			p.mu.Unlock()

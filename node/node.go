@@ -93,6 +93,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Auth: &auth.Config{
 			Key: cfg.Key, Name: n.id, MaxFrameSize: cfg.MaxFrameSize, Logger: n.log,
 			User: cfg.User, Password: cfg.Password, Users: cfg.Users, Require: cfg.Require,
+			Authorize: n.authorize,
 		},
 		// Room for the whole resend backlog plus control frames, so that
 		// handing a sequenced frame to the link never waits: the per-peer
@@ -231,12 +232,11 @@ func (n *Node) acceptLoop() {
 			continue
 		}
 		if st := tl.ConnectionState(); st.PeerUser != "" {
-			ident := n.loggedIn(st)
-			if p.inGossip.Load() && !ident.mayServe("") {
-				n.log.Warn("refusing a cluster member that logged in as a user who may not serve", "peer", id, "user", st.PeerUser, "roles", st.PeerRoles)
+			if n.authorize(st) != nil { // gossip learned of it since the handshake
 				tl.Close()
 				continue
 			}
+			ident := n.loggedIn(st)
 			if old := p.ident.Swap(ident); !old.same(ident) {
 				p.sendControl(ctlWhoami, ident.whoami())
 			}

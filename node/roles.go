@@ -47,6 +47,25 @@ func (n *Node) loggedIn(st auth.ConnectionState) *identity {
 	return id
 }
 
+// authorize refuses, inside the handshake, a gossip member that logged in
+// as a user who may not be a member (auth.Config.Authorize): its dial fails
+// with auth.ErrNotAllowed, so it hears why instead of seeing its links
+// close. Clients (not in the gossip) are held to their roles per message.
+func (n *Node) authorize(st auth.ConnectionState) error {
+	if st.PeerUser == "" {
+		return nil
+	}
+	n.mu.Lock()
+	p := n.byID[st.PeerName]
+	n.mu.Unlock()
+	id := &identity{user: st.PeerUser, roles: st.PeerRoles, topics: st.PeerTopics}
+	if p == nil || !p.inGossip.Load() || id.mayServe("") {
+		return nil
+	}
+	n.log.Warn("refusing a cluster member that logged in as a user who may not serve", "peer", st.PeerName, "user", st.PeerUser, "roles", st.PeerRoles)
+	return fmt.Errorf("%s may not be a cluster member", id)
+}
+
 // same reports whether id and o allow the same things to the same user.
 func (id *identity) same(o *identity) bool {
 	return id != nil && o != nil && id.user == o.user && id.revoked == o.revoked &&

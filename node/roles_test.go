@@ -232,12 +232,28 @@ func TestRolesRefusedLogins(t *testing.T) {
 	bad.Join = []string{nodes[0].GossipAddr()}
 	bad.User, bad.Password = "cli", "pw-cli"
 	b := startNode(t, bad)
+	// n9 hears why: n0 refuses it inside the handshake.
+	evs := b.Events()
+	timeout := time.After(5 * time.Second)
+	for {
+		var ev Event
+		select {
+		case ev = <-evs:
+		case <-timeout:
+			t.Fatal("n9 never reported n0 failed")
+		}
+		if ev.Kind == EventFailed && ev.Member.Name == "n0" {
+			if !errors.Is(ev.Err, ErrForbidden) || !errors.Is(ev.Err, auth.ErrNotAllowed) {
+				t.Fatalf("n9 failed n0 with %v, want ErrForbidden and auth.ErrNotAllowed", ev.Err)
+			}
+			break
+		}
+	}
 	short, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if err := nodes[0].WaitPeer(short, "n9"); err == nil {
 		t.Fatal("a member logged in as a client got a link")
 	}
-	_ = b
 }
 
 // TestRolesKeylessClient: members hold the key (for the gossip) and log in
