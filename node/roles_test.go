@@ -254,6 +254,14 @@ func TestRolesRefusedLogins(t *testing.T) {
 	if err := nodes[0].WaitPeer(short, "n9"); err == nil {
 		t.Fatal("a member logged in as a client got a link")
 	}
+	// Gossip carried it, but no member counts it as one.
+	for _, n := range nodes {
+		for _, m := range n.Members() {
+			if m.Name == "n9" {
+				t.Fatalf("%s lists the refused process as a member: %v", n.Name(), n.Members())
+			}
+		}
+	}
 }
 
 // TestRolesKeylessClient: members hold the key (for the gossip) and log in
