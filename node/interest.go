@@ -385,6 +385,12 @@ func (n *Node) applyInterest(p *peer, ident *identity, body []byte) error {
 			return n.protocolError(p, fmt.Errorf("interest: %w", err))
 		}
 	}
+	if now := p.ident.Load(); now != ident && now != nil {
+		// The store changed the peer's rights while we applied these
+		// (recheckUsers): hold what we added to the new ones.
+		n.pruneInterests(p, now)
+		return nil
+	}
 	n.changed()
 	return nil
 }
