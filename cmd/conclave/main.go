@@ -5,9 +5,13 @@
 //	conclave keygen -o FILE    write a new random 32-byte cluster key, mode 0600
 //	conclave bench [-d 3s] [-runs 3] [-json] [link] [handshake]
 //	                           measure links and handshakes between two processes
-//	conclave user [-store FILE] add NAME [-roles worker] | list | del NAME | passwd NAME
+//	conclave user [-store FILE] add NAME [-roles worker] [-topics RULES] | list | del NAME
+//	                           | passwd NAME | roles NAME LIST | topics NAME RULES
 //	                           manage SCRAM users in a credential store (-store FILE
 //	                           or $CONCLAVE_USERS_FILE); see conclave user -h
+//	conclave status -connect ADDR [-key FILE] [-user NAME] [-json]
+//	                           print a node's members and per-peer counters, as a
+//	                           client of the cluster (a monitor user is enough)
 package main
 
 import (
@@ -42,9 +46,13 @@ commands:
   keygen -o FILE    write a new random 32-byte cluster key (mode 0600)
   bench [-d 3s] [-runs 3] [-json] [link] [handshake]
                     measure links and handshakes between two processes
-  user [-store FILE] add NAME [-roles worker] | list | del NAME | passwd NAME
+  user [-store FILE] add NAME [-roles worker] [-topics RULES] | list | del NAME
+       | passwd NAME | roles NAME LIST | topics NAME RULES
                     manage SCRAM users in a credential store (-store FILE or
                     $CONCLAVE_USERS_FILE); see conclave user -h
+  status -connect ADDR [-key FILE] [-user NAME] [-json]
+                    print a node's members and per-peer counters, as a client
+                    of the cluster (a monitor user is enough); see conclave status -h
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return bench(ctx, args[1:], stdout, stderr)
 	case "user":
 		return userCommand(ctx, args[1:], os.Stdin, stdout, stderr)
+	case "status":
+		return statusCommand(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "bench-peer": // bench's other process; not for users
 		return benchPeer(ctx, os.Stdin, stdout)
 	case "help", "-h", "--help":
