@@ -141,10 +141,11 @@ func (n *Node) serveStatus(p *peer, id uint64) {
 // it later.
 func (n *Node) checkServe(topic string) error {
 	id := n.selfIdentity.Load()
-	switch {
-	case id.mayServe(topic):
+	if id.mayServe(topic) {
 		return nil
-	case !id.mayServe(""):
+	}
+	n.log.Info("denied here, as the members would", "topic", topic, "why", id.String()+" may not serve or subscribe to it")
+	if !id.mayServe("") {
 		return fmt.Errorf("%w: %s may not serve or subscribe (that needs %s or %s)", ErrForbidden, id, auth.RoleAdmin, auth.RoleWorker)
 	}
 	return fmt.Errorf("%w: %s may not serve or subscribe to topic %s", ErrForbidden, id, topic)
@@ -158,6 +159,7 @@ func (n *Node) checkTopic(topic string) error {
 		return fmt.Errorf("node: topic must be 1 to %d bytes", codec.MaxTopicLen)
 	}
 	if id := n.selfIdentity.Load(); !id.maySend(topic) {
+		n.log.Info("denied here, as the members would", "topic", topic, "why", id.String()+" may not send to it")
 		return fmt.Errorf("%w: %s may not send to topic %s", ErrForbidden, id, topic)
 	}
 	return nil
