@@ -441,6 +441,10 @@ func (d *discovery) members() []memberInfo {
 	return out
 }
 
+// others is how many other members memberlist knows of, live or suspect,
+// including those whose join event has not reached onEvent yet.
+func (d *discovery) others() int { return d.ml.NumMembers() - 1 }
+
 // local describes this process as the others see it.
 func (d *discovery) local() memberInfo {
 	d.metaMu.Lock()

@@ -60,7 +60,9 @@ type Node struct {
 }
 
 // Start starts a node: it opens the link listener, starts gossip and joins
-// cfg.Join. ctx bounds the join; the node itself runs until Close.
+// cfg.Join. ctx bounds the join; the node itself runs until Close. A
+// member that logs in as a user (cfg.User) also waits until a member takes
+// its login, and fails if they all refuse it.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -162,6 +164,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		if _, err := n.disco.join(ctx, cfg.Join); err != nil {
 			n.shutdown()
 			return nil, err
+		}
+		if cfg.User != "" {
+			if err := n.awaitLogin(ctx); err != nil {
+				n.shutdown()
+				return nil, err
+			}
 		}
 	}
 	n.log.Info("node started", "gossip", n.GossipAddr(), "link", n.ln.Addr().String())

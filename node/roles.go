@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -214,4 +215,48 @@ func checkOwnLogin(cfg Config) error {
 			ErrForbidden, id, auth.RoleAdmin, auth.RoleWorker)
 	}
 	return nil
+}
+
+// awaitLogin holds Start, for a member that logs in as a user, until one
+// link to another member is ready, or every member it joined has refused
+// its key, login or roles: a member the cluster will not talk to fails
+// Start with the reason instead of sitting in the gossip without links.
+func (n *Node) awaitLogin(ctx context.Context) error {
+	expected := n.disco.others()
+	for {
+		n.mu.Lock()
+		ch := n.changeCh
+		peers := make([]*peer, 0, len(n.byID))
+		for _, p := range n.byID {
+			peers = append(peers, p)
+		}
+		n.mu.Unlock()
+		var refused error
+		open := 0
+		for _, p := range peers {
+			if p.readyLink() != nil {
+				return nil
+			}
+			p.mu.Lock()
+			st, err := p.state, p.stateErr
+			p.mu.Unlock()
+			switch {
+			case st == stateAlive:
+				open++
+			case errors.Is(err, auth.ErrNotAllowed) || errors.Is(err, auth.ErrAuthFailed):
+				refused = err
+			}
+		}
+		if open == 0 && len(peers) >= expected {
+			if refused != nil {
+				return fmt.Errorf("node: joined the gossip, but the members refuse our login as %s: %w", n.cfg.User, refused)
+			}
+			return nil // nobody left to log in to
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("node: joined the gossip, but no member took our login as %s: %w", n.cfg.User, ctx.Err())
+		}
+	}
 }
