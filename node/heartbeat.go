@@ -55,6 +55,7 @@ func (n *Node) heartbeat() {
 			if s := l.sentN.Load(); s == l.hbSent {
 				l.needPin.Store(true)
 				signal(l.kick)
+				p.dropSpares()
 			} else {
 				l.hbSent = s
 			}
