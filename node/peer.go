@@ -194,8 +194,6 @@ func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, con
 		// The sequence number is taken and the frame handed to the link
 		// under sendMu, so frames reach the link in sequence order.
 		p.sendMu.Lock()
-		e.Seq = p.nextSeq
-		b := append(codec.AppendEnvelope(p.frameBuf(size), e), tail...)
 		p.mu.Lock()
 		if p.state != stateAlive {
 			err := p.deadErr()
@@ -203,34 +201,59 @@ func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, con
 			p.sendMu.Unlock()
 			return err
 		}
-		if control || p.queued == 0 || p.queued+size <= max {
-			p.nextSeq++
-			p.queued += size
-			p.unacked.push(outFrame{seq: e.Seq, b: b, size: size})
-			var l *plink
-			if p.ready {
-				l = p.link
-			}
+		if !control && p.queued > 0 && p.queued+size > max {
+			room := p.room
 			p.mu.Unlock()
-			if l != nil {
-				l.write(b)
-			}
 			p.sendMu.Unlock()
-			p.sent.Add(1)
-			return nil
+			select {
+			case <-room:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-p.n.done:
+				return ErrClosed
+			}
+			continue
 		}
-		room := p.room
+		e.Seq = p.nextSeq
+		buf := p.spareLocked(size)
+		var b []byte
+		if size <= encodeLockedMax {
+			b = append(codec.AppendEnvelope(buf, e), tail...)
+		} else {
+			// Copy a large payload without holding up acknowledgements.
+			// Only the peer's end can intervene (it waits for sendMu to
+			// take the queue), and acknowledgements only make room.
+			p.mu.Unlock()
+			b = append(codec.AppendEnvelope(buf, e), tail...)
+			p.mu.Lock()
+			if p.state != stateAlive {
+				err := p.deadErr()
+				p.mu.Unlock()
+				p.sendMu.Unlock()
+				return err
+			}
+		}
+		p.nextSeq++
+		p.queued += size
+		p.unacked.push(outFrame{seq: e.Seq, b: b, size: size})
+		var l *plink
+		if p.ready {
+			l = p.link
+		}
 		p.mu.Unlock()
-		p.sendMu.Unlock()
-		select {
-		case <-room:
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-p.n.done:
-			return ErrClosed
+		if l != nil {
+			l.write(b)
 		}
+		p.sendMu.Unlock()
+		p.sent.Add(1)
+		return nil
 	}
 }
+
+// encodeLockedMax is the largest frame encoded while holding p.mu: one
+// lock round instead of two for the common small message, and no long
+// copy in the way of the link reader's acknowledgements.
+const encodeLockedMax = 64 << 10
 
 // deadErr is the error for a send to a peer that is no longer alive.
 // Callers hold p.mu.
@@ -344,31 +367,31 @@ func (p *peer) revive() bool {
 // 256 KiB). The heartbeat drops them when the peer goes idle (dropSpares).
 const maxSpareBytes = 1 << 20
 
-// frameBuf returns an empty buffer with room for size bytes, reusing the
-// buffer of an acknowledged frame when one is large enough. Callers hold
-// sendMu.
-func (p *peer) frameBuf(size int) []byte {
-	p.mu.Lock()
+// spareLocked returns an empty buffer with room for size bytes, reusing
+// the buffer of an acknowledged frame when one is large enough. Callers
+// hold sendMu and p.mu.
+func (p *peer) spareLocked(size int) []byte {
 	if k := len(p.spare); k > 0 {
 		b := p.spare[k-1]
 		if cap(b) >= size && cap(b) <= 2*size+frameOverhead {
 			p.spare[k-1] = nil
 			p.spare = p.spare[:k-1]
 			p.spareBytes -= cap(b)
-			p.mu.Unlock()
 			return b[:0]
 		}
 	}
-	p.mu.Unlock()
 	return make([]byte, 0, size)
 }
 
-// dropSpares lets the kept frame buffers go, for a peer nothing was sent
-// to for a while.
+// dropSpares lets the kept frame buffers (and an empty queue's ring) go,
+// for a peer nothing was sent to for a while.
 func (p *peer) dropSpares() {
 	p.mu.Lock()
 	clear(p.spare)
 	p.spare, p.spareBytes = p.spare[:0], 0
+	if p.unacked.len() == 0 {
+		p.unacked = frameQueue{} // its ring may have grown to a busy window
+	}
 	p.mu.Unlock()
 }
 
