@@ -51,14 +51,7 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
 				return ErrClosed
 			}
 		}
-		m := &Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags}
-		id := e.ID
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			defer func() { <-n.reqSem }()
-			n.serve(p, id, m)
-		}()
+		n.startRequest(request{p: p, id: e.ID, m: &Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags}})
 	case codec.KindReply, codec.KindError:
 		p.complete(e)
 	case codec.KindControl:

@@ -53,6 +53,7 @@ type Node struct {
 	reqID       atomic.Uint64
 	undelivered atomic.Uint64
 	reqSem      chan struct{}
+	reqWork     chan request // to an idle request worker (see startRequest)
 	self        *inbox
 
 	events    eventQueue
@@ -80,6 +81,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		byName:   make(map[string]*peer),
 		changeCh: make(chan struct{}),
 		reqSem:   make(chan struct{}, cfg.MaxRequests),
+		reqWork:  make(chan request),
 		self:     newInbox(cfg.InboxBytes),
 	}
 	n.id = cfg.Name + "#" + n.boot
