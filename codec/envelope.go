@@ -122,6 +122,14 @@ func AppendEnvelope(dst []byte, e *Envelope) []byte {
 // than 8 elements is ErrMalformed, a version other than 1 is ErrVersion, and a
 // topic longer than MaxTopicLen is ErrTooLarge. On error e is left unchanged.
 func ParseEnvelope(b []byte, e *Envelope, lim Limits) error {
+	if parseCanonical(b, e, lim) {
+		return nil
+	}
+	return parseGeneral(b, e, lim)
+}
+
+// parseGeneral is ParseEnvelope for any envelope: validate, then decode.
+func parseGeneral(b []byte, e *Envelope, lim Limits) error {
 	if err := Validate(b, lim); err != nil {
 		return err
 	}
@@ -208,6 +216,108 @@ func ParseEnvelope(b []byte, e *Envelope, lim Limits) error {
 }
 
 var intFieldNames = [...]string{"version", "kind", "flags", "seq", "ack", "id"}
+
+// parseCanonical decodes, in one pass, an envelope in the form
+// AppendEnvelope writes for a body that holds no container (raw bytes, a
+// string, a number, nil): the common case of every message. It reports
+// false, leaving e alone, for anything else, which parseGeneral then
+// validates and decodes (or refuses with the precise error). What it
+// accepts, parseGeneral accepts too, with the same result.
+func parseCanonical(b []byte, e *Envelope, lim Limits) bool {
+	if len(b) < 10 || b[0] != 0x90|envelopeFields || b[1] != envelopeVersion {
+		return false
+	}
+	_, maxItems, maxStr := lim.resolve()
+	if maxItems < envelopeFields {
+		return false
+	}
+	var ints [5]uint64 // kind, flags, seq, ack, id
+	p := 2
+	for i := range ints {
+		v, n, ok := parseUintChecked(b[p:])
+		if !ok {
+			return false
+		}
+		ints[i] = v
+		p += n
+	}
+	if ints[0] > math.MaxUint8 || ints[1] > math.MaxUint8 || p >= len(b) {
+		return false
+	}
+	var topic []byte
+	switch c := b[p]; {
+	case c == 0xc0:
+		p++
+	case c >= 0xa0 && c <= 0xbf:
+		n := int(c & 0x1f)
+		if (maxStr > 0 && n > maxStr) || len(b)-p-1 < n {
+			return false
+		}
+		if n > 0 {
+			topic = b[p+1 : p+1+n : p+1+n]
+		}
+		p += 1 + n
+	default:
+		return false
+	}
+	if p >= len(b) {
+		return false
+	}
+	d := codes[b[p]]
+	end := p + int(d.hdr)
+	switch {
+	case d.class != classScalar && d.class != classBytes, end > len(b):
+		return false
+	case d.class == classBytes:
+		n := uint64(d.n)
+		switch d.width {
+		case 1:
+			n = uint64(b[p+1])
+		case 2:
+			n = uint64(binary.BigEndian.Uint16(b[p+1:]))
+		case 4:
+			n = uint64(binary.BigEndian.Uint32(b[p+1:]))
+		}
+		if (maxStr > 0 && n > uint64(maxStr)) || n > uint64(len(b)-end) {
+			return false
+		}
+		end += int(n)
+	}
+	if end != len(b) {
+		return false
+	}
+	*e = Envelope{
+		Kind:  Kind(ints[0]),
+		Flags: uint8(ints[1]),
+		Seq:   ints[2],
+		Ack:   ints[3],
+		ID:    ints[4],
+		Topic: topic,
+		Body:  b[p:end:end],
+	}
+	return true
+}
+
+// parseUintChecked is parseUint for unvalidated bytes: only unsigned
+// forms, and only when all of the integer is present.
+func parseUintChecked(b []byte) (v uint64, n int, ok bool) {
+	if len(b) == 0 {
+		return 0, 0, false
+	}
+	switch c := b[0]; {
+	case c <= 0x7f:
+		return uint64(c), 1, true
+	case c == 0xcc && len(b) >= 2:
+		return uint64(b[1]), 2, true
+	case c == 0xcd && len(b) >= 3:
+		return uint64(binary.BigEndian.Uint16(b[1:])), 3, true
+	case c == 0xce && len(b) >= 5:
+		return uint64(binary.BigEndian.Uint32(b[1:])), 5, true
+	case c == 0xcf && len(b) >= 9:
+		return binary.BigEndian.Uint64(b[1:]), 9, true
+	}
+	return 0, 0, false
+}
 
 // appendUint appends v in its shortest msgpack unsigned integer form.
 func appendUint(dst []byte, v uint64) []byte {

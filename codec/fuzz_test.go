@@ -78,6 +78,16 @@ func FuzzParseEnvelope(f *testing.F) {
 	f.Add([]byte("\x9b\x01\x03\x03\x05\x06\x07\xa1a\x2a\xa5later\x81\xa1k\x92\x01\x02\xc0"))
 	f.Add([]byte("\xdc\x00\x08\xcc\x01\xd0\x03\xcd\x00\x03\x05\x06\x07\xc0\x2a"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The one-pass path accepts only what the general one does, with
+		// the same result, under tight limits too.
+		for _, lim := range []Limits{DefaultLimits, {MaxStringLen: 8}, {MaxItems: 7}, {MaxDepth: 1}} {
+			var fast, slow Envelope
+			if parseCanonical(b, &fast, lim) {
+				if err := parseGeneral(b, &slow, lim); err != nil || !sameEnvelope(&fast, &slow) {
+					t.Fatalf("limits %+v: canonical path took % x as %+v; general path: %+v, %v", lim, b, fast, slow, err)
+				}
+			}
+		}
 		var e Envelope
 		if err := ParseEnvelope(b, &e, DefaultLimits); err != nil {
 			return
