@@ -13,17 +13,23 @@ import (
 // dispatch handles one accepted sequenced envelope from p. It runs on the
 // link's reader with p.inMu held, so it must not wait for anything but
 // room for received work: replies and control are handled here, one-way
-// messages go to p's inbox (in order) and requests to goroutines of their
-// own, so a handler that itself waits on p never blocks p's replies.
-func (n *Node) dispatch(p *peer, e *codec.Envelope, size int) error {
+// messages go to p's inbox (in order, through st's batch) and requests to
+// workers, so a handler that itself waits on p never blocks p's replies.
+func (n *Node) dispatch(p *peer, e *codec.Envelope, size int, st *readState) error {
 	ident := p.ident.Load()
+	if e.Kind != codec.KindData {
+		// Whatever came before is in the inbox before this is handled.
+		if err := st.flush(p); err != nil {
+			return err
+		}
+	}
 	switch e.Kind {
 	case codec.KindData:
 		if !ident.maySend(string(e.Topic)) {
 			n.forbidden(p, ident, 0, string(e.Topic), "send to topic "+string(e.Topic))
 			return nil
 		}
-		return p.inbox.put(n.ctx, &p.stalled, inMsg{
+		return st.hold(p, inMsg{
 			from:  p,
 			msg:   Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags},
 			id:    e.ID,

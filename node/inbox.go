@@ -37,8 +37,14 @@ func newInbox(max int) *inbox {
 // larger than the bound is still accepted into an empty inbox). stalled,
 // if not nil, counts the wait.
 func (b *inbox) put(ctx context.Context, stalled *atomic.Int32, m inMsg) error {
+	return b.putAll(ctx, stalled, []inMsg{m}, m.size)
+}
+
+// putAll appends ms, which take size bytes, as put does for one message:
+// a link's reader hands over what one read brought in one step.
+func (b *inbox) putAll(ctx context.Context, stalled *atomic.Int32, ms []inMsg, size int) error {
 	b.mu.Lock()
-	for b.bytes > 0 && b.bytes+m.size > b.max {
+	for b.bytes > 0 && b.bytes+size > b.max {
 		b.mu.Unlock()
 		if stalled != nil {
 			stalled.Add(1)
@@ -55,8 +61,8 @@ func (b *inbox) put(ctx context.Context, stalled *atomic.Int32, m inMsg) error {
 		}
 		b.mu.Lock()
 	}
-	b.q = append(b.q, m)
-	b.bytes += m.size
+	b.q = append(b.q, ms...)
+	b.bytes += size
 	ring := b.sleeping
 	b.sleeping = false
 	b.mu.Unlock()

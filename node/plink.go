@@ -220,8 +220,14 @@ func (l *plink) readFrames() error {
 		for i, b := range batch {
 			batch[i] = nil
 			if stop, err := l.frame(b, &st); stop || err != nil {
+				if ferr := st.release(l.p); err == nil {
+					err = ferr
+				}
 				return err
 			}
+		}
+		if err := st.release(l.p); err != nil {
+			return err
 		}
 		st.ackIfDue(l)
 	}
@@ -236,6 +242,59 @@ const readBatch = 64
 type readState struct {
 	first        bool // the next frame must be the peer's hello
 	pendingBytes int  // sequenced bytes accepted since the last ack kick
+
+	// The sequenced frames of one read are accepted under one hold of
+	// p.inMu, and their one-way messages go to the inbox in one step:
+	// per message, the inbox's lock was a cache line shared with its
+	// consumer on the other core.
+	locked    bool    // this reader holds p.inMu
+	held      []inMsg // accepted one-way messages not yet in the inbox
+	heldBytes int
+}
+
+// maxHeldBytes is when held messages go to the inbox without waiting for
+// the end of the read, so the inbox bound still means something.
+const maxHeldBytes = 256 << 10
+
+// lock takes p.inMu for the rest of the read.
+func (st *readState) lock(p *peer) {
+	if !st.locked {
+		p.inMu.Lock()
+		st.locked = true
+	}
+}
+
+// hold queues m for the inbox. Callers hold p.inMu (lock).
+func (st *readState) hold(p *peer, m inMsg) error {
+	st.held = append(st.held, m)
+	st.heldBytes += m.size
+	if st.heldBytes >= maxHeldBytes {
+		return st.flush(p)
+	}
+	return nil
+}
+
+// flush hands the held messages to the inbox, in order, waiting for room.
+func (st *readState) flush(p *peer) error {
+	if len(st.held) == 0 {
+		return nil
+	}
+	err := p.inbox.putAll(p.n.ctx, &p.stalled, st.held, st.heldBytes)
+	clear(st.held)
+	st.held, st.heldBytes = st.held[:0], 0
+	return err
+}
+
+// release flushes and lets p.inMu go: at the end of a read, and before
+// anything that takes p.inMu itself or ends the peer.
+func (st *readState) release(p *peer) error {
+	if !st.locked {
+		return nil
+	}
+	err := st.flush(p)
+	p.inMu.Unlock()
+	st.locked = false
+	return err
 }
 
 // ackIfDue asks for an acknowledgement once enough has arrived, or arms
@@ -269,6 +328,9 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 		if err := codec.Msgpack.Unmarshal(e.Body, &h); err != nil || h.Epoch == 0 || h.FirstSeq == 0 {
 			return true, n.protocolError(p, errors.New("malformed hello"))
 		}
+		if err := st.release(p); err != nil {
+			return true, err
+		}
 		p.resume(h)
 		l.helloCh <- h
 		return false, nil
@@ -279,6 +341,9 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 			p.applyAck(e.ID, e.Ack)
 		case e.Kind == codec.KindControl && string(e.Topic) == ctlPing:
 		case e.Kind == codec.KindControl && string(e.Topic) == ctlLeave:
+			if err := st.release(p); err != nil {
+				return true, err
+			}
 			n.peerLeft(p, "it closed")
 			return true, nil
 		default:
@@ -286,25 +351,28 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 		}
 		return false, nil
 	}
-	p.inMu.Lock()
+	st.lock(p)
 	cur := p.recvSeq.Load()
 	if e.Seq <= cur {
-		p.inMu.Unlock()
 		p.dups.Add(1)
 		return false, nil
 	}
 	if e.Seq != cur+1 {
-		p.inMu.Unlock()
+		if err := st.release(p); err != nil {
+			return true, err
+		}
 		return true, n.protocolError(p, errors.New("sequence gap"))
 	}
 	p.recvSeq.Store(e.Seq)
-	err = n.dispatch(p, &e, len(b))
-	p.inMu.Unlock()
+	err = n.dispatch(p, &e, len(b), st)
 	p.recv.Add(1)
 	if err != nil {
 		return true, err
 	}
 	if e.Kind == codec.KindControl && string(e.Topic) == ctlLeave {
+		if err := st.release(p); err != nil {
+			return true, err
+		}
 		// The peer's Leave waits for this acknowledgement, which the
 		// delayed-ack timer would send after the link is gone.
 		l.ackNow()
