@@ -63,7 +63,7 @@ type Node struct {
 // Start starts a node: it opens the link listener, starts gossip and joins
 // cfg.Join. ctx bounds the join; the node itself runs until Close. A
 // member that logs in as a user (cfg.User) also waits until a member takes
-// its login, and fails if they all refuse it.
+// its login (at most 10 s), and fails if they all refuse it.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {

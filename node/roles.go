@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/seed0811993b/conclave/auth"
 	"github.com/seed0811993b/conclave/codec"
@@ -217,12 +218,21 @@ func checkOwnLogin(cfg Config) error {
 	return nil
 }
 
+// awaitLoginMax bounds how long Start waits for a member to answer a
+// user login (awaitLogin).
+const awaitLoginMax = 10 * time.Second
+
 // awaitLogin holds Start, for a member that logs in as a user, until one
 // link to another member is ready, or every member it joined has refused
 // its key, login or roles: a member the cluster will not talk to fails
 // Start with the reason instead of sitting in the gossip without links.
 func (n *Node) awaitLogin(ctx context.Context) error {
 	expected := n.disco.others()
+	// Links that neither come up nor get refused (a firewalled link port)
+	// must not hold Start for ever when ctx has no deadline: after
+	// awaitLoginMax the node starts, and logs that nobody answered yet.
+	bound := time.NewTimer(awaitLoginMax)
+	defer bound.Stop()
 	for {
 		n.mu.Lock()
 		ch := n.changeCh
@@ -255,6 +265,9 @@ func (n *Node) awaitLogin(ctx context.Context) error {
 		}
 		select {
 		case <-ch:
+		case <-bound.C:
+			n.log.Warn("no member has taken or refused our login yet; starting anyway", "user", n.cfg.User, "waited", awaitLoginMax)
+			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("node: joined the gossip, but no member took our login as %s: %w", n.cfg.User, ctx.Err())
 		}
