@@ -273,6 +273,9 @@ func (n *Node) onDisco(ev discoEvent) {
 	m := ev.Member
 	switch ev.Kind {
 	case discoJoin, discoUpdate:
+		if n.refuseAsMember(m.ID) {
+			return
+		}
 		p := n.peerUp(m.ID, m.Name, m.Boot, m.LinkAddr, m.Tags, true)
 		if p != nil {
 			p.gossipDead.Store(false)

@@ -68,6 +68,27 @@ func (n *Node) authorize(st auth.ConnectionState) error {
 	return fmt.Errorf("%s may not be a cluster member", id)
 }
 
+// refuseAsMember ends the peer with member ID id when gossip reports it
+// as a member but it logged in to us as a user who may not be one: its
+// dial reached us before gossip did, so authorize took it for a client.
+// It reports whether it did.
+func (n *Node) refuseAsMember(id string) bool {
+	n.mu.Lock()
+	p := n.byID[id]
+	n.mu.Unlock()
+	if p == nil {
+		return false
+	}
+	ident := p.ident.Load()
+	if ident == nil || ident.mayServe("") {
+		return false
+	}
+	p.inGossip.Store(true) // from now on authorize refuses its dials
+	n.log.Warn("refusing a cluster member that logged in as a user who may not serve", "peer", id, "user", ident.user, "roles", ident.roles)
+	n.peerDown(p, stateFailed, fmt.Errorf("%w: %s may not be a cluster member", ErrForbidden, ident), "it joined the gossip as a user who may not be a member")
+	return true
+}
+
 // same reports whether id and o allow the same things to the same user.
 func (id *identity) same(o *identity) bool {
 	return id != nil && o != nil && id.user == o.user && id.revoked == o.revoked &&

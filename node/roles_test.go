@@ -388,3 +388,44 @@ func TestRolesStoreChanges(t *testing.T) {
 		t.Fatalf("a deleted user's request: %v", err)
 	}
 }
+
+// TestRolesMemberFoundLate: a process logged in as a client-role user
+// whose dial reached a member before gossip said it is a member (so it
+// was taken for a client) is refused as soon as gossip says so, and its
+// next dial is refused inside the handshake.
+func TestRolesMemberFoundLate(t *testing.T) {
+	nodes, _ := userCluster(t)
+	n0 := nodes[0]
+	cli := startNode(t, clientConfig(n0, "sneaky", "cli"))
+	ctx := testCtx(t, 10*time.Second)
+	if err := cli.WaitPeer(ctx, "n0"); err != nil {
+		t.Fatal(err)
+	}
+	evs := cli.Events()
+	// What gossip would report if the process had also joined it.
+	name, boot, _ := splitID(cli.ID())
+	n0.onDisco(discoEvent{Kind: discoJoin, Member: memberInfo{ID: cli.ID(), Name: name, Boot: boot}})
+	if _, err := n0.lookup("sneaky", StatusTopic); err == nil {
+		t.Fatal("n0 still has the refused process as a live peer")
+	}
+	for _, m := range n0.Members() {
+		if m.Name == "sneaky" {
+			t.Fatalf("n0 lists the refused process as a member: %v", n0.Members())
+		}
+	}
+	timeout := time.After(8 * time.Second)
+	for {
+		var ev Event
+		select {
+		case ev = <-evs:
+		case <-timeout:
+			t.Fatal("the refused process never reported n0 failed")
+		}
+		if ev.Kind == EventFailed && ev.Member.Name == "n0" {
+			if !errors.Is(ev.Err, ErrForbidden) || !errors.Is(ev.Err, auth.ErrNotAllowed) {
+				t.Fatalf("the refused process failed n0 with %v", ev.Err)
+			}
+			return
+		}
+	}
+}
