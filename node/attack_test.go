@@ -96,3 +96,60 @@ func TestHostilePeer(t *testing.T) {
 		t.Fatal("a hostile peer's interests were kept")
 	}
 }
+
+// TestHostileWhoami: a fake member that tells a client it has a huge or
+// nonsensical identity loses its link; the client keeps no such identity,
+// so its sends are never checked against a peer-supplied rule list.
+func TestHostileWhoami(t *testing.T) {
+	many := make(auth.TopicRules, 100000)
+	for i := range many {
+		many[i] = "t" + strings.Repeat("x", i%50)
+	}
+	for _, tc := range []struct {
+		name string
+		w    whoami
+	}{
+		{"too many topic rules", whoami{User: "u", Roles: []string{auth.RoleClient}, Topics: many}},
+		{"unknown role", whoami{User: "u", Roles: []string{"root"}}},
+		{"bad topic rule", whoami{User: "u", Roles: []string{auth.RoleClient}, Topics: auth.TopicRules{"a*b"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testCtx(t, 10*time.Second)
+			ln, err := transport.Listen("tcp", "127.0.0.1:0", &transport.Config{
+				Auth: &auth.Config{Key: testKey, Name: "evil#0123456789abcdef", MaxFrameSize: 16 << 20},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			closed := make(chan struct{})
+			go func() {
+				defer close(closed)
+				tl, err := ln.Accept(ctx)
+				if err != nil {
+					return
+				}
+				defer tl.Close()
+				env := func(e codec.Envelope) []byte { return codec.AppendEnvelope(nil, &e) }
+				tl.Send(ctx, env(codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello), Body: marshalControl(&hello{Epoch: 7, FirstSeq: 1})}))
+				tl.Send(ctx, env(codec.Envelope{Kind: codec.KindControl, Seq: 1, Topic: []byte(ctlWhoami), Body: marshalControl(&tc.w)}))
+				for { // until the client hangs up
+					if _, err := tl.Recv(ctx); err != nil {
+						return
+					}
+				}
+			}()
+			c := testConfig("laptop")
+			c.Connect = []string{ln.Addr().String()}
+			cli := startNode(t, c)
+			select {
+			case <-closed:
+			case <-ctx.Done():
+				t.Fatal("the client kept the link of a peer that sent a hostile whoami")
+			}
+			if id := cli.selfIdentity.Load(); id != nil {
+				t.Fatalf("the client took the identity %v", id)
+			}
+		})
+	}
+}

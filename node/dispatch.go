@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 
+	"github.com/seed0811993b/conclave/auth"
 	"github.com/seed0811993b/conclave/codec"
 	"github.com/seed0811993b/conclave/transport"
 )
@@ -67,6 +68,13 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int, st *readState) err
 		case ctlWhoami:
 			var w whoami
 			if err := codec.Msgpack.Unmarshal(e.Body, &w); err != nil {
+				return n.protocolError(p, fmt.Errorf("whoami: %w", err))
+			}
+			// Bounded like the store's entries: every later send checks them.
+			if err := auth.CheckRoles(w.Roles); err != nil {
+				return n.protocolError(p, fmt.Errorf("whoami: %w", err))
+			}
+			if err := w.Topics.Check(); err != nil {
 				return n.protocolError(p, fmt.Errorf("whoami: %w", err))
 			}
 			if len(n.cfg.Connect) > 0 {
