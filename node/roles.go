@@ -1,28 +1,13 @@
 package node
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/seed0811993b/conclave/auth"
 	"github.com/seed0811993b/conclave/codec"
 )
-
-// StatusTopic is served by every node to every peer, monitors included:
-// a Request to it returns the node's Status.
-const StatusTopic = "$status"
-
-// Status is a node's answer on StatusTopic.
-type Status struct {
-	Name    string      `msgpack:"name"`
-	ID      string      `msgpack:"id"`
-	Members []Member    `msgpack:"members"`
-	Peers   []PeerStats `msgpack:"peers"`
-}
 
 // identity is what a peer proved with a user login: its user, roles and
 // topic rules. A peer without one proved only the cluster key and is a full
@@ -47,46 +32,6 @@ func (n *Node) loggedIn(st auth.ConnectionState) *identity {
 		}
 	}
 	return id
-}
-
-// authorize refuses, inside the handshake, a gossip member that logged in
-// as a user who may not be a member (auth.Config.Authorize): its dial fails
-// with auth.ErrNotAllowed, so it hears why instead of seeing its links
-// close. Clients (not in the gossip) are held to their roles per message.
-func (n *Node) authorize(st auth.ConnectionState) error {
-	if st.PeerUser == "" {
-		return nil
-	}
-	n.mu.Lock()
-	p := n.byID[st.PeerName]
-	n.mu.Unlock()
-	id := &identity{user: st.PeerUser, roles: st.PeerRoles, topics: st.PeerTopics}
-	if p == nil || !p.inGossip.Load() || id.mayServe("") {
-		return nil
-	}
-	n.log.Warn("refusing a cluster member that logged in as a user who may not serve", "peer", st.PeerName, "user", st.PeerUser, "roles", st.PeerRoles)
-	return fmt.Errorf("%s may not be a cluster member", id)
-}
-
-// refuseAsMember ends the peer with member ID id when gossip reports it
-// as a member but it logged in to us as a user who may not be one: its
-// dial reached us before gossip did, so authorize took it for a client.
-// It reports whether it did.
-func (n *Node) refuseAsMember(id string) bool {
-	n.mu.Lock()
-	p := n.byID[id]
-	n.mu.Unlock()
-	if p == nil {
-		return false
-	}
-	ident := p.ident.Load()
-	if ident == nil || ident.mayServe("") {
-		return false
-	}
-	p.inGossip.Store(true) // from now on authorize refuses its dials
-	n.log.Warn("refusing a cluster member that logged in as a user who may not serve", "peer", id, "user", ident.user, "roles", ident.roles)
-	n.peerDown(p, stateFailed, fmt.Errorf("%w: %s may not be a cluster member", ErrForbidden, ident), "it joined the gossip as a user who may not be a member")
-	return true
 }
 
 // same reports whether id and o allow the same things to the same user.
@@ -141,23 +86,6 @@ func (n *Node) forbidden(p *peer, id *identity, reqID uint64, topic, what string
 	n.sendError(p, reqID, topic, codeForbidden, msg)
 }
 
-// status builds this node's Status.
-func (n *Node) status() Status {
-	return Status{Name: n.cfg.Name, ID: n.id, Members: n.Members(), Peers: n.Stats().Peers}
-}
-
-// serveStatus answers a request on StatusTopic.
-func (n *Node) serveStatus(p *peer, id uint64) {
-	body, flags, err := appendPayload(nil, n.status())
-	if err != nil {
-		n.sendError(p, id, StatusTopic, codeHandler, "encoding the status: "+err.Error())
-		return
-	}
-	if err := p.send(n.ctx, &codec.Envelope{Kind: codec.KindReply, Flags: flags, ID: id, Body: body}, false); err != nil {
-		n.log.Debug("status reply not sent", "peer", p.id, "err", err)
-	}
-}
-
 // checkServe refuses a registration on topic on a client node whose user
 // may not serve it, as the members it connects to have said (see
 // ctlWhoami): the caller hears it at once instead of the members dropping
@@ -186,111 +114,4 @@ func (n *Node) checkTopic(topic string) error {
 		return fmt.Errorf("%w: %s may not send to topic %s", ErrForbidden, id, topic)
 	}
 	return nil
-}
-
-// Status returns the status of the node named name (this one included):
-// its members and its peers' counters, as it sees them. Any peer may ask,
-// whatever its roles.
-func (n *Node) Status(ctx context.Context, name string) (Status, error) {
-	if name == n.cfg.Name {
-		return n.status(), nil
-	}
-	var st Status
-	err := n.Request(ctx, name, StatusTopic, nil, &st)
-	return st, err
-}
-
-// checkOwnLogin tries a member's user login against its own credential
-// store before it joins, so that a wrong password or a user who may not be
-// a member fails Start with a clear error instead of every link failing
-// later. It also derives the login's keys once, for the links to come.
-func checkOwnLogin(cfg Config) error {
-	if cfg.Users == nil || cfg.User == "" || len(cfg.Connect) > 0 {
-		return nil
-	}
-	fail := func(err error) error {
-		return fmt.Errorf("node: Config.User %s cannot log in to this node's own credential store: %w", cfg.User, err)
-	}
-	client, err := auth.NewSCRAMClient(cfg.User, string(cfg.Password), auth.SCRAMClientOptions{})
-	if err != nil {
-		return fail(err)
-	}
-	user, cnonce := client.First()
-	salt, iterations, combined, err := cfg.Users.ClientFirst(user, cnonce)
-	if err != nil {
-		return fail(err)
-	}
-	proof, err := client.Final(salt, iterations, combined)
-	if err != nil {
-		return fail(err)
-	}
-	sig, err := cfg.Users.ClientFinal(user, combined, proof)
-	if err != nil {
-		return fail(err)
-	}
-	if err := client.VerifyServer(sig); err != nil {
-		return fail(err)
-	}
-	cred, _ := cfg.Users.LookupCredential(user)
-	if id := (&identity{user: user, roles: cred.Roles, topics: cred.Topics}); !id.mayServe("") {
-		return fmt.Errorf("%w: Config.User: %s may not be a cluster member (that needs %s or %s); connect as a client (Config.Connect) instead",
-			ErrForbidden, id, auth.RoleAdmin, auth.RoleWorker)
-	}
-	return nil
-}
-
-// awaitLoginMax bounds how long Start waits for a member to answer a
-// user login (awaitLogin).
-const awaitLoginMax = 10 * time.Second
-
-// awaitLogin holds Start, for a member that logs in as a user, until one
-// link to another member is ready, or every member it joined has refused
-// its key, login or roles: a member the cluster will not talk to fails
-// Start with the reason instead of sitting in the gossip without links.
-func (n *Node) awaitLogin(ctx context.Context) error {
-	expected := n.disco.others()
-	// Links that neither come up nor get refused (a firewalled link port)
-	// must not hold Start for ever when ctx has no deadline: after
-	// awaitLoginMax the node starts, and logs that nobody answered yet.
-	bound := time.NewTimer(awaitLoginMax)
-	defer bound.Stop()
-	for {
-		n.mu.Lock()
-		ch := n.changeCh
-		peers := make([]*peer, 0, len(n.byID))
-		for _, p := range n.byID {
-			peers = append(peers, p)
-		}
-		n.mu.Unlock()
-		var refused error
-		open := 0
-		for _, p := range peers {
-			if p.readyLink() != nil {
-				return nil
-			}
-			p.mu.Lock()
-			st, err := p.state, p.stateErr
-			p.mu.Unlock()
-			switch {
-			case st == stateAlive:
-				open++
-			case errors.Is(err, auth.ErrNotAllowed) || errors.Is(err, auth.ErrAuthFailed):
-				refused = err
-			}
-		}
-		if open == 0 && len(peers) >= expected {
-			if refused != nil {
-				return fmt.Errorf("node: joined the gossip, but the members refuse our login as %s: %w", n.cfg.User, refused)
-			}
-			return nil // nobody left to log in to
-		}
-		select {
-		case <-ch:
-		case <-bound.C:
-			n.log.Warn("no member has taken or refused our login yet; starting anyway", "user", n.cfg.User, "waited", awaitLoginMax)
-			return nil
-		case <-ctx.Done():
-			return fmt.Errorf("node: joined the gossip, but no member took our login as %s: %w", n.cfg.User, ctx.Err())
-		}
-	}
 }
