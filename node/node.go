@@ -551,6 +551,7 @@ func (n *Node) Leave(ctx context.Context) error {
 	err := n.Flush(ctx)
 	if err == nil {
 		for _, p := range n.livePeers() {
+			p.leaveSent.Store(true)
 			p.sendControl(ctlLeave, nil)
 		}
 		err = n.Flush(ctx)

@@ -92,6 +92,9 @@ type peer struct {
 	// healthy; the peer fails as soon as that link is lost.
 	gossipDead atomic.Bool
 
+	// leaveSent: our Leave has queued its leave notice to the peer.
+	leaveSent atomic.Bool
+
 	// stalled counts the link readers waiting for room here (a full
 	// inbox, all request slots busy): such a link is quiet because of us,
 	// not because the peer went silent.
@@ -283,11 +286,16 @@ func (p *peer) applyAck(epoch, ack uint64) {
 }
 
 // drained reports whether everything sent has been acknowledged, and
-// returns a channel that is closed when that may have changed.
+// returns a channel that is closed when that may have changed. After our
+// leave notice, a lost link counts as drained: the peer closes its end once
+// it has taken the notice (everything before it was acknowledged already),
+// and a close with our next frames unread can reset the connection before
+// its acknowledgement reaches us. At worst the peer sees a failure, not a
+// leave.
 func (p *peer) drained() (bool, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.unacked.len() == 0 || p.state != stateAlive, p.room
+	return p.unacked.len() == 0 || p.state != stateAlive || (p.leaveSent.Load() && p.link == nil), p.room
 }
 
 // readyLink returns the link when it is ready for traffic.

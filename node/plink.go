@@ -159,6 +159,11 @@ func (l *plink) read() {
 	active := p.link == l
 	if active {
 		p.link, p.ready = nil, false
+		if p.leaveSent.Load() {
+			// A Leave may be waiting for this peer (drained).
+			close(p.room)
+			p.room = make(chan struct{})
+		}
 	}
 	alive := p.state == stateAlive
 	p.mu.Unlock()
@@ -384,14 +389,16 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 }
 
 // ackNow writes an acknowledgement of everything accepted so far and waits
-// briefly for it to reach the connection.
+// for it to reach the connection, which closes next: the leaving peer's
+// Leave waits for this very ack, so a loaded machine gets a second rather
+// than a tenth of one.
 func (l *plink) ackNow() {
 	epoch, seq, ok := l.p.inPos()
 	if !ok {
 		return
 	}
 	l.writeEnvelope(&codec.Envelope{Kind: codec.KindAck, Ack: seq, ID: epoch})
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	l.tl.Flush(ctx)
 }
