@@ -22,9 +22,10 @@ import (
 // The middle is PostgreSQL's verifier (FormatVerifier), so credentials move
 // between the two; roles are comma-separated (admin,worker) and may be empty
 // (the line then ends in ':'). The optional last field holds the user's
-// TopicRules (jobs.*,!jobs.admin); without it every topic is allowed. Lines starting with '#' and blank lines are
-// kept as they are. The file holds no password, but its keys are secrets: it
-// must not be readable by group or others.
+// TopicRules (jobs.*,!jobs.admin); without it every topic is allowed. Lines
+// starting with '#' and blank lines are kept as they are. The file holds no
+// password, but its keys are secrets: it must not be readable by group or
+// others.
 
 // StoreCheckInterval is how often, at most, a Store looks at its file for
 // changes when asked for a credential.
