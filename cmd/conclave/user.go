@@ -29,6 +29,7 @@ commands:
   del NAME       delete a user
   passwd NAME [-iterations 600000]
                  give a user a new password (and credential), keeping its roles
+                 and topic rules
   roles NAME LIST
                  set a user's roles (comma-separated; "" for none), keeping its password
   topics NAME RULES
