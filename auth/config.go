@@ -98,12 +98,15 @@ type Config struct {
 	// that proves both.
 	Require Require
 
-	// Authorize, when set on a server, is called once a native client has
-	// proved what Require asks (its ConnectionState names it, and its user
-	// and roles after a login) and before the server proves anything. An
-	// error refuses the connection: the client's handshake fails with
-	// ErrNotAllowed, and the error's text stays on this side. It runs on
-	// the handshake's goroutine and must not block for long.
+	// Authorize, when set on a server, is called once a client has proved
+	// what Require asks (its ConnectionState names it, and its user and
+	// roles after a login): in conclave/1 before the server proves
+	// anything, in ModePython at the end of the handshake. An error refuses
+	// the connection, and its text stays on this side: the client's
+	// handshake fails with ErrNotAllowed (a ModePython client without a
+	// login, whose protocol has no way to say so, sees the connection
+	// close). It runs on the handshake's goroutine and must not block for
+	// long.
 	Authorize func(ConnectionState) error
 
 	// Mode selects the handshake. Default: ModeNative.

@@ -119,18 +119,36 @@ func (h *pyHandshake) end(out []byte, done bool, err error) ([]byte, bool, error
 	}
 	h.release()
 	if err == nil {
-		h.res.state = ConnectionState{
-			Mode:             ModePython,
-			PythonDigest:     h.digest.String(),
-			MaxFrameSize:     h.cfg.maxFrameSize(),
-			PeerMaxFrameSize: h.cfg.maxFrameSize(),
-		}
-		if h.login.user != "" {
-			h.res.state.Mechanism = mechanismName(mechKeyAndSCRAM)
-			h.res.state.PeerUser, h.res.state.PeerRoles, h.res.state.PeerTopics = h.login.user, h.login.roles, h.login.topics
-		}
+		h.res.state = h.state()
 	}
 	return out, done, err
+}
+
+// state is the connection's state once the handshake succeeds.
+func (h *pyHandshake) state() ConnectionState {
+	st := ConnectionState{
+		Mode:             ModePython,
+		PythonDigest:     h.digest.String(),
+		MaxFrameSize:     h.cfg.maxFrameSize(),
+		PeerMaxFrameSize: h.cfg.maxFrameSize(),
+	}
+	if h.login.user != "" {
+		st.Mechanism = mechanismName(mechKeyAndSCRAM)
+		st.PeerUser, st.PeerRoles, st.PeerTopics = h.login.user, h.login.roles, h.login.topics
+	}
+	return st
+}
+
+// authorize runs Config.Authorize on a server whose client has proved
+// everything asked of it.
+func (h *pyHandshake) authorize() error {
+	if h.cfg.Authorize == nil {
+		return nil
+	}
+	if err := h.cfg.Authorize(h.state()); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotAllowed, err)
+	}
+	return nil
 }
 
 func (s *pythonServer) step(in []byte) ([]byte, bool, error) {
@@ -153,6 +171,11 @@ func (s *pythonServer) step(in []byte) ([]byte, bool, error) {
 	case 3:
 		err := s.welcomed(in)
 		login := err == nil && s.loginWanted(true)
+		if err == nil && !login {
+			// Python's protocol has no message to refuse with here: the
+			// connection just closes.
+			err = s.authorize()
+		}
 		return s.end(nil, err == nil && !login, err)
 	case 4:
 		if !s.loginWanted(true) {

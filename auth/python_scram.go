@@ -126,6 +126,9 @@ func (h *pyHandshake) serverFinal(in []byte) ([]byte, error) {
 		return pyJSONFrame(pyServerFinal{Error: pyLoginError(err)}), err
 	}
 	h.login.roles, h.login.topics = login.Roles, login.Topics
+	if err := h.authorize(); err != nil {
+		return pyJSONFrame(pyServerFinal{Error: pyNotAllowed}), err
+	}
 	return pyJSONFrame(pyServerFinal{Signature: login.ServerSignature}), nil
 }
 
@@ -135,11 +138,18 @@ func (h *pyHandshake) clientVerify(in []byte) error {
 	if err := pyDecode(in, &m, "server signature"); err != nil {
 		return err
 	}
-	if m.Error != "" {
-		return fmt.Errorf("%w: the server refused the login: %s", ErrAuthFailed, m.Error)
+	switch m.Error {
+	case "":
+		return h.login.client.VerifyServer(m.Signature)
+	case pyNotAllowed:
+		return fmt.Errorf("%w: the server accepted our login but refuses this connection (its log says why)", ErrNotAllowed)
 	}
-	return h.login.client.VerifyServer(m.Signature)
+	return fmt.Errorf("%w: the server refused the login: %s", ErrAuthFailed, m.Error)
 }
+
+// pyNotAllowed is the error a server sends when Config.Authorize refuses a
+// client after its login.
+const pyNotAllowed = "not allowed"
 
 // pyLoginError is what the peer is told: the same for a wrong password and
 // an unknown user, and no detail beyond the kind of refusal.

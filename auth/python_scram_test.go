@@ -3,6 +3,7 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/seed0811993b/conclave/internal/frame"
@@ -86,5 +87,37 @@ func TestPythonModeUserLoginGoToGo(t *testing.T) {
 		&Config{Key: key, Mode: ModePython, Users: users, Require: RequireKeyAndUser})
 	if !errors.Is(cerr, ErrAuthFailed) || !errors.Is(serr, ErrSCRAMAuth) {
 		t.Fatalf("wrong password: client %v, server %v", cerr, serr)
+	}
+}
+
+// TestPythonModeAuthorize: Config.Authorize refuses a ModePython client
+// after its login (the client hears ErrNotAllowed) or, without a login,
+// at the end of the handshake (the server fails; Python's protocol cannot
+// tell the client).
+func TestPythonModeAuthorize(t *testing.T) {
+	key := pyTestKey(t)
+	users := userServer(t)
+	var seen []ConnectionState
+	refuse := func(st ConnectionState) error {
+		seen = append(seen, st)
+		return errors.New("policy says no")
+	}
+	_, _, cerr, serr := handshakePair(t,
+		&Config{Key: key, Mode: ModePython, User: "alice", Password: "pencil"},
+		&Config{Key: key, Mode: ModePython, Users: users, Require: RequireKeyAndUser, Authorize: refuse})
+	if !errors.Is(cerr, ErrNotAllowed) || errors.Is(cerr, ErrAuthFailed) || strings.Contains(cerr.Error(), "policy") {
+		t.Fatalf("refused login: client %v", cerr)
+	}
+	if !errors.Is(serr, ErrNotAllowed) || !strings.Contains(serr.Error(), "policy says no") {
+		t.Fatalf("refused login: server %v", serr)
+	}
+	if len(seen) != 1 || seen[0].PeerUser != "alice" || seen[0].Mode != ModePython {
+		t.Fatalf("Authorize saw %+v", seen)
+	}
+	_, _, _, serr = handshakePair(t,
+		&Config{Key: key, Mode: ModePython},
+		&Config{Key: key, Mode: ModePython, Authorize: refuse})
+	if !errors.Is(serr, ErrNotAllowed) || len(seen) != 2 || seen[1].PeerUser != "" {
+		t.Fatalf("refused key-only client: server %v, Authorize saw %+v", serr, seen)
 	}
 }
