@@ -18,27 +18,12 @@ import (
 // jobs.admin) and workw (a worker on work.*).
 func userCluster(t *testing.T) (nodes []*Node, users *auth.SCRAMServer) {
 	t.Helper()
-	creds := auth.CredentialMap{}
-	for name, role := range map[string]string{"w0": auth.RoleWorker, "w1": auth.RoleWorker, "cli": auth.RoleClient, "mon": auth.RoleMonitor} {
-		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Roles = []string{role}
-		creds[name] = c
-	}
-	// Users with topic rules: a client limited to jobs, a worker to work.
-	for name, role := range map[string]string{"jobcli": auth.RoleClient, "workw": auth.RoleWorker} {
-		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Roles = []string{role}
-		c.Topics = auth.TopicRules{"jobs.*", "!jobs.admin"}
-		if name == "workw" {
-			c.Topics = auth.TopicRules{"work.*"}
-		}
-		creds[name] = c
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"cli": testCredential(t, "cli", auth.RoleClient), "mon": testCredential(t, "mon", auth.RoleMonitor),
+		// Users with topic rules: a client limited to jobs, a worker to work.
+		"jobcli": testCredential(t, "jobcli", auth.RoleClient, "jobs.*", "!jobs.admin"),
+		"workw":  testCredential(t, "workw", auth.RoleWorker, "work.*"),
 	}
 	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
 	if err != nil {
@@ -50,6 +35,18 @@ func userCluster(t *testing.T) (nodes []*Node, users *auth.SCRAMServer) {
 		c.Password = auth.Password("pw-" + c.User)
 	})
 	return nodes, users
+}
+
+// testCredential is user name's credential for password "pw-"+name, with
+// one role and the given topic rules.
+func testCredential(t *testing.T, name, role string, topics ...string) auth.Credential {
+	t.Helper()
+	c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Roles, c.Topics = []string{role}, topics
+	return c
 }
 
 // clientConfig is a client of n logging in as user.
@@ -255,27 +252,9 @@ func TestRolesRefusedLogins(t *testing.T) {
 // as users; clients get only a password, so they cannot join the gossip at
 // all, yet reach the members.
 func TestRolesKeylessClient(t *testing.T) {
-	creds := auth.CredentialMap{}
-	for name, role := range map[string]string{"w0": auth.RoleWorker, "w1": auth.RoleWorker, "cli": auth.RoleClient} {
-		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Roles = []string{role}
-		creds[name] = c
-	}
-	// Users with topic rules: a client limited to jobs, a worker to work.
-	for name, role := range map[string]string{"jobcli": auth.RoleClient, "workw": auth.RoleWorker} {
-		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Roles = []string{role}
-		c.Topics = auth.TopicRules{"jobs.*", "!jobs.admin"}
-		if name == "workw" {
-			c.Topics = auth.TopicRules{"work.*"}
-		}
-		creds[name] = c
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"cli": testCredential(t, "cli", auth.RoleClient),
 	}
 	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
 	if err != nil {
@@ -313,12 +292,7 @@ func TestRolesStoreChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, role := range map[string]string{"w0": auth.RoleWorker, "w1": auth.RoleWorker, "op": auth.RoleClient, "wk": auth.RoleWorker} {
-		c, err := auth.NewCredential("pw-"+name, auth.MinSCRAMIterations, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Roles = []string{role}
-		if err := store.Add(name, c); err != nil {
+		if err := store.Add(name, testCredential(t, name, role)); err != nil {
 			t.Fatal(err)
 		}
 	}
