@@ -300,3 +300,21 @@ func TestNativeAuthorize(t *testing.T) {
 		t.Fatalf("wrong password: %v, Authorize saw %+v", cerr, seen)
 	}
 }
+
+// TestSCRAMServerAuthenticate: an in-process login gives the user's roles
+// and rules, and refuses a wrong password and an unknown user alike.
+func TestSCRAMServerAuthenticate(t *testing.T) {
+	users := userServer(t)
+	login, err := users.Authenticate("alice", "pencil")
+	if err != nil || login.User != "alice" || strings.Join(login.Roles, ",") != "worker,client" || login.Topics.String() != "jobs.*" {
+		t.Fatalf("Authenticate: %+v, %v", login, err)
+	}
+	for _, tc := range [][2]string{{"alice", "pencil!"}, {"bob", "pencil"}} {
+		if _, err := users.Authenticate(tc[0], tc[1]); !errors.Is(err, ErrSCRAMAuth) {
+			t.Errorf("Authenticate(%q, %q): %v, want ErrSCRAMAuth", tc[0], tc[1], err)
+		}
+	}
+	if _, err := users.Authenticate("9bad", "x"); !errors.Is(err, ErrSCRAMUserName) {
+		t.Errorf("bad name: %v", err)
+	}
+}

@@ -335,6 +335,36 @@ func (s *SCRAMServer) Abandon(combinedNonce string) {
 	}
 }
 
+// Authenticate runs a whole login as user with password against s in
+// this process, both sides of it, the server's signature checked, and
+// returns the login or the error a remote client would get. It counts
+// against the rate limits as any login does, and runs PBKDF2 (once per
+// password and salt: SCRAMClient keeps the keys).
+func (s *SCRAMServer) Authenticate(user, password string) (SCRAMLogin, error) {
+	client, err := NewSCRAMClient(user, password, SCRAMClientOptions{})
+	if err != nil {
+		return SCRAMLogin{}, err
+	}
+	_, cnonce := client.First()
+	ch, err := s.Start(SCRAMStart{User: user, ClientNonce: cnonce})
+	if err != nil {
+		return SCRAMLogin{}, err
+	}
+	proof, err := client.Final(ch.Salt, ch.Iterations, ch.CombinedNonce)
+	if err != nil {
+		s.Abandon(ch.CombinedNonce)
+		return SCRAMLogin{}, err
+	}
+	login, err := s.Finish(SCRAMProof{User: user, CombinedNonce: ch.CombinedNonce, ClientProof: proof})
+	if err != nil {
+		return SCRAMLogin{}, err
+	}
+	if err := client.VerifyServer(login.ServerSignature); err != nil {
+		return SCRAMLogin{}, err
+	}
+	return login, nil
+}
+
 // LookupCredential returns user's credential as the server's store has it
 // now, so that a program holding a live session can see the user's roles
 // change or the user go. Callers must not modify it.

@@ -57,31 +57,11 @@ func checkOwnLogin(cfg Config) error {
 	if cfg.Users == nil || cfg.User == "" || len(cfg.Connect) > 0 {
 		return nil
 	}
-	fail := func(err error) error {
+	login, err := cfg.Users.Authenticate(cfg.User, string(cfg.Password))
+	if err != nil {
 		return fmt.Errorf("node: Config.User %s cannot log in to this node's own credential store: %w", cfg.User, err)
 	}
-	client, err := auth.NewSCRAMClient(cfg.User, string(cfg.Password), auth.SCRAMClientOptions{})
-	if err != nil {
-		return fail(err)
-	}
-	user, cnonce := client.First()
-	salt, iterations, combined, err := cfg.Users.ClientFirst(user, cnonce)
-	if err != nil {
-		return fail(err)
-	}
-	proof, err := client.Final(salt, iterations, combined)
-	if err != nil {
-		return fail(err)
-	}
-	sig, err := cfg.Users.ClientFinal(user, combined, proof)
-	if err != nil {
-		return fail(err)
-	}
-	if err := client.VerifyServer(sig); err != nil {
-		return fail(err)
-	}
-	cred, _ := cfg.Users.LookupCredential(user)
-	if id := (&identity{user: user, roles: cred.Roles, topics: cred.Topics}); !id.mayServe("") {
+	if id := (&identity{user: login.User, roles: login.Roles, topics: login.Topics}); !id.mayServe("") {
 		return fmt.Errorf("%w: Config.User: %s may not be a cluster member (that needs %s or %s); connect as a client (Config.Connect) instead",
 			ErrForbidden, id, auth.RoleAdmin, auth.RoleWorker)
 	}
