@@ -20,7 +20,7 @@ func (n *Node) authorize(st auth.ConnectionState) error {
 	n.mu.Lock()
 	p := n.byID[st.PeerName]
 	n.mu.Unlock()
-	id := &identity{user: st.PeerUser, roles: st.PeerRoles, topics: st.PeerTopics}
+	id := n.loggedIn(st)
 	if p == nil || !p.inGossip.Load() || id.mayServe("") {
 		return nil
 	}
