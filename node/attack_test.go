@@ -131,8 +131,15 @@ func TestHostileWhoami(t *testing.T) {
 				}
 				defer tl.Close()
 				env := func(e codec.Envelope) []byte { return codec.AppendEnvelope(nil, &e) }
-				tl.Send(ctx, env(codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello), Body: marshalControl(&hello{Epoch: 7, FirstSeq: 1})}))
-				tl.Send(ctx, env(codec.Envelope{Kind: codec.KindControl, Seq: 1, Topic: []byte(ctlWhoami), Body: marshalControl(&tc.w)}))
+				for _, e := range []codec.Envelope{
+					{Kind: codec.KindControl, Topic: []byte(ctlHello), Body: marshalControl(&hello{Epoch: 7, FirstSeq: 1})},
+					{Kind: codec.KindControl, Seq: 1, Topic: []byte(ctlWhoami), Body: marshalControl(&tc.w)},
+				} {
+					if err := tl.Send(ctx, env(e)); err != nil {
+						t.Errorf("the fake member could not send its %s: %v", e.Topic, err)
+						return
+					}
+				}
 				for { // until the client hangs up
 					if _, err := tl.Recv(ctx); err != nil {
 						return
