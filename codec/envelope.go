@@ -269,15 +269,7 @@ func parseCanonical(b []byte, e *Envelope, lim Limits) bool {
 	case d.class != classScalar && d.class != classBytes, end > len(b):
 		return false
 	case d.class == classBytes:
-		n := uint64(d.n)
-		switch d.width {
-		case 1:
-			n = uint64(b[p+1])
-		case 2:
-			n = uint64(binary.BigEndian.Uint16(b[p+1:]))
-		case 4:
-			n = uint64(binary.BigEndian.Uint32(b[p+1:]))
-		}
+		n := d.count(b[p:])
 		if (maxStr > 0 && n > uint64(maxStr)) || n > uint64(len(b)-end) {
 			return false
 		}

@@ -107,6 +107,20 @@ type code struct {
 	n     uint8 // payload length (fixstr, fixext) or count (fixarray, fixmap) when width is 0
 }
 
+// count returns the payload length or element count of the value that
+// starts b, whose header (d.hdr bytes) must be present.
+func (d code) count(b []byte) uint64 {
+	switch d.width {
+	case 1:
+		return uint64(b[1])
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b[1:]))
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b[1:]))
+	}
+	return uint64(d.n)
+}
+
 // codes maps every first byte to its encoding, so that the validator needs
 // one table lookup rather than a cascade of comparisons per value.
 var codes = func() (t [256]code) {
@@ -184,15 +198,7 @@ func skip(b []byte, lim Limits, exts *[]int) (int, error) {
 		if len(b)-p < hdr {
 			return 0, fmt.Errorf("codec: truncated header of code 0x%02x at offset %d: %w", b[p], p, ErrMalformed)
 		}
-		n := uint64(d.n) // payload length or element count
-		switch d.width {
-		case 1:
-			n = uint64(b[p+1])
-		case 2:
-			n = uint64(binary.BigEndian.Uint16(b[p+1:]))
-		case 4:
-			n = uint64(binary.BigEndian.Uint32(b[p+1:]))
-		}
+		n := d.count(b[p:]) // payload length or element count
 		left := uint64(len(b) - p - hdr)
 		switch d.class {
 		case classScalar:

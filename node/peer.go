@@ -199,10 +199,7 @@ func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, con
 		p.sendMu.Lock()
 		p.mu.Lock()
 		if p.state != stateAlive {
-			err := p.deadErr()
-			p.mu.Unlock()
-			p.sendMu.Unlock()
-			return err
+			return p.sendFailedLocked()
 		}
 		if !control && p.queued > 0 && p.queued+size > max {
 			room := p.room
@@ -230,10 +227,7 @@ func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, con
 			b = append(codec.AppendEnvelope(buf, e), tail...)
 			p.mu.Lock()
 			if p.state != stateAlive {
-				err := p.deadErr()
-				p.mu.Unlock()
-				p.sendMu.Unlock()
-				return err
+				return p.sendFailedLocked()
 			}
 		}
 		p.nextSeq++
@@ -251,6 +245,15 @@ func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, con
 		p.sent.Add(1)
 		return nil
 	}
+}
+
+// sendFailedLocked lets p.mu and sendMu go and returns the error of a send
+// to a peer that is no longer alive.
+func (p *peer) sendFailedLocked() error {
+	err := p.deadErr()
+	p.mu.Unlock()
+	p.sendMu.Unlock()
+	return err
 }
 
 // encodeLockedMax is the largest frame encoded while holding p.mu: one
