@@ -148,7 +148,7 @@ func (msgpackCodec) Unmarshal(b []byte, v any) error {
 	d.r.b, d.r.i, d.r.k = b, 0, 0
 	// Reset drops settings a custom decoder may have changed on d.dec.
 	d.dec.Reset(&d.r)
-	err = d.dec.Decode(v)
+	err = decodeRecovering(d.dec, v)
 	d.r.b = nil
 	// A decoder that failed may be left recording what it reads, and one
 	// that read a large message keeps a large buffer: let both go.
@@ -156,6 +156,20 @@ func (msgpackCodec) Unmarshal(b []byte, v any) error {
 		decoders.Put(d)
 	}
 	return err
+}
+
+// decodeRecovering decodes with dec and turns a panic inside the decoder
+// into an error: msgpack/v5 v5.4.1 panics (reflect: SetInt using
+// unaddressable value) on a well-formed map that repeats a key whose value
+// decodes into a []any, and a peer must not be able to crash a process
+// with one, whatever else the decoder may have in store.
+func decodeRecovering(dec *msgpack.Decoder, v any) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("codec: the msgpack decoder failed on this value (%v): %w", r, ErrMalformed)
+		}
+	}()
+	return dec.Decode(v)
 }
 
 // guardReader is a bytes.Reader that refuses to hand out the first byte of an

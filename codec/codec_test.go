@@ -181,3 +181,23 @@ func TestMsgpackUnmarshalStartsNoGoroutine(t *testing.T) {
 		t.Fatalf("goroutines: %d before Unmarshal, %d after", before, after)
 	}
 }
+
+// TestUnmarshalDecoderPanic: a well-formed map that repeats a key decoding
+// into a []any panics inside msgpack/v5 v5.4.1; Unmarshal returns an error
+// instead, so a peer cannot crash the process with it.
+func TestUnmarshalDecoderPanic(t *testing.T) {
+	b := []byte("\x82\xa1a\x910\xa1a\x910") // {"a": [48], "a": [48]}
+	var v struct {
+		A []any `msgpack:"a"`
+	}
+	if err := Msgpack.Unmarshal(b, &v); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("Unmarshal = %v, want ErrMalformed", err)
+	}
+	// The decoder pool is not poisoned: the next value decodes.
+	var w struct {
+		A []any `msgpack:"a"`
+	}
+	if err := Msgpack.Unmarshal([]byte("\x81\xa1a\x910"), &w); err != nil || len(w.A) != 1 {
+		t.Fatalf("next Unmarshal: %+v, %v", w, err)
+	}
+}
