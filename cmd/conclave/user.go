@@ -308,33 +308,27 @@ func (u *userCmd) passwd(name string, iterations int) error {
 	return nil
 }
 
-// setRoles replaces a user's roles under the store's lock.
+// setRoles replaces a user's roles, keeping the rest.
 func (u *userCmd) setRoles(name string, roles []string) error {
-	s, err := u.open()
-	if err != nil {
-		return err
-	}
-	err = s.Update(name, func(old auth.Credential) (auth.Credential, error) {
-		old.Roles = roles
-		return old, nil
-	})
-	if errors.Is(err, auth.ErrNoSuchUser) {
-		return u.noSuchUser(name)
-	} else if err != nil {
-		return err
-	}
-	fmt.Fprintf(u.stdout, "conclave: %s now has roles %s in %s\n", name, roleList(roles), u.path)
-	return nil
+	return u.change(name, func(c *auth.Credential) { c.Roles = roles },
+		fmt.Sprintf("%s now has roles %s", name, roleList(roles)))
 }
 
-// setTopics replaces a user's topic rules under the store's lock.
+// setTopics replaces a user's topic rules, keeping the rest.
 func (u *userCmd) setTopics(name string, topics auth.TopicRules) error {
+	return u.change(name, func(c *auth.Credential) { c.Topics = topics },
+		fmt.Sprintf("%s may now use topics %s", name, topicList(topics)))
+}
+
+// change applies set to a user's credential under the store's lock and
+// reports done.
+func (u *userCmd) change(name string, set func(*auth.Credential), done string) error {
 	s, err := u.open()
 	if err != nil {
 		return err
 	}
 	err = s.Update(name, func(old auth.Credential) (auth.Credential, error) {
-		old.Topics = topics
+		set(&old)
 		return old, nil
 	})
 	if errors.Is(err, auth.ErrNoSuchUser) {
@@ -342,7 +336,7 @@ func (u *userCmd) setTopics(name string, topics auth.TopicRules) error {
 	} else if err != nil {
 		return err
 	}
-	fmt.Fprintf(u.stdout, "conclave: %s may now use topics %s in %s\n", name, topicList(topics), u.path)
+	fmt.Fprintf(u.stdout, "conclave: %s in %s\n", done, u.path)
 	return nil
 }
 
