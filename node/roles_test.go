@@ -16,7 +16,7 @@ import (
 // login, with workers w0 and w1, a client cli and a monitor mon in their
 // store (password "pw-" + name), and jobcli (a client on jobs.* but not
 // jobs.admin) and workw (a worker on work.*).
-func userCluster(t *testing.T) (nodes []*Node, users *auth.SCRAMServer) {
+func userCluster(t *testing.T) []*Node {
 	t.Helper()
 	creds := auth.CredentialMap{
 		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
@@ -25,16 +25,22 @@ func userCluster(t *testing.T) (nodes []*Node, users *auth.SCRAMServer) {
 		"jobcli": testCredential(t, "jobcli", auth.RoleClient, "jobs.*", "!jobs.admin"),
 		"workw":  testCredential(t, "workw", auth.RoleWorker, "work.*"),
 	}
-	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
+	return usersCluster(t, creds, auth.RequireKeyAndUser)
+}
+
+// usersCluster starts members n0 and n1, logged in as w0 and w1 (password
+// "pw-" + name), checking logins against lookup as require says.
+func usersCluster(t *testing.T, lookup auth.CredentialLookup, require auth.Require) []*Node {
+	t.Helper()
+	users, err := auth.NewSCRAMServer(lookup, auth.SCRAMServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodes = startCluster(t, 2, func(i int, c *Config) {
-		c.Users, c.Require = users, auth.RequireKeyAndUser
+	return startCluster(t, 2, func(i int, c *Config) {
+		c.Users, c.Require = users, require
 		c.User = []string{"w0", "w1"}[i]
 		c.Password = auth.Password("pw-" + c.User)
 	})
-	return nodes, users
 }
 
 // testCredential is user name's credential for password "pw-"+name, with
@@ -58,7 +64,7 @@ func clientConfig(n *Node, name, user string) Config {
 }
 
 func TestRolesClient(t *testing.T) {
-	nodes, _ := userCluster(t)
+	nodes := userCluster(t)
 	n0 := nodes[0]
 	HandleFunc(n0, "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
 	cli := startNode(t, clientConfig(n0, "laptop", "cli"))
@@ -87,7 +93,7 @@ func TestRolesClient(t *testing.T) {
 }
 
 func TestRolesMonitor(t *testing.T) {
-	nodes, _ := userCluster(t)
+	nodes := userCluster(t)
 	n0 := nodes[0]
 	HandleFunc(n0, "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
 	var mu sync.Mutex
@@ -130,7 +136,7 @@ func TestRolesMonitor(t *testing.T) {
 // serve, both in its own node (which hears its rules from the members) and
 // in the members, which enforce them whatever the client does.
 func TestRolesTopicRules(t *testing.T) {
-	nodes, _ := userCluster(t)
+	nodes := userCluster(t)
 	n0 := nodes[0]
 	for _, topic := range []string{"jobs.run", "jobs.admin", "logs"} {
 		HandleFunc(n0, topic, func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
@@ -195,7 +201,7 @@ func TestRolesTopicRules(t *testing.T) {
 }
 
 func TestRolesRefusedLogins(t *testing.T) {
-	nodes, _ := userCluster(t)
+	nodes := userCluster(t)
 	ctx := testCtx(t, 10*time.Second)
 	wrong := clientConfig(nodes[0], "laptop", "cli")
 	wrong.Password = "nope"
@@ -256,15 +262,7 @@ func TestRolesKeylessClient(t *testing.T) {
 		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
 		"cli": testCredential(t, "cli", auth.RoleClient),
 	}
-	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := startCluster(t, 2, func(i int, c *Config) {
-		c.Users, c.Require = users, auth.RequireUser
-		c.User = []string{"w0", "w1"}[i]
-		c.Password = auth.Password("pw-" + c.User)
-	})
+	nodes := usersCluster(t, creds, auth.RequireUser)
 	HandleFunc(nodes[0], "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
 	cfg := clientConfig(nodes[0], "laptop", "cli")
 	cfg.Key = nil
@@ -296,15 +294,7 @@ func TestRolesStoreChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	users, err := auth.NewSCRAMServer(store, auth.SCRAMServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodes := startCluster(t, 2, func(i int, c *Config) {
-		c.Users, c.Require = users, auth.RequireKeyAndUser
-		c.User = []string{"w0", "w1"}[i]
-		c.Password = auth.Password("pw-" + c.User)
-	})
+	nodes := usersCluster(t, store, auth.RequireKeyAndUser)
 	n0 := nodes[0]
 	for _, topic := range []string{"echo", "jobs.x"} {
 		HandleFunc(n0, topic, func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
@@ -368,7 +358,7 @@ func TestRolesStoreChanges(t *testing.T) {
 // was taken for a client) is refused as soon as gossip says so, and its
 // next dial is refused inside the handshake.
 func TestRolesMemberFoundLate(t *testing.T) {
-	nodes, _ := userCluster(t)
+	nodes := userCluster(t)
 	n0 := nodes[0]
 	cli := startNode(t, clientConfig(n0, "sneaky", "cli"))
 	ctx := testCtx(t, 10*time.Second)
