@@ -347,29 +347,21 @@ func appendStrHeader(dst []byte, n int) []byte {
 // well-formed, and reports whether it is a non-negative integer. n is its
 // encoded length.
 func parseUint(b []byte) (v uint64, n int, ok bool) {
-	switch c := b[0]; {
-	case c <= 0x7f:
-		return uint64(c), 1, true
-	case c == 0xcc:
-		return uint64(b[1]), 2, true
-	case c == 0xcd:
-		return uint64(binary.BigEndian.Uint16(b[1:])), 3, true
-	case c == 0xce:
-		return uint64(binary.BigEndian.Uint32(b[1:])), 5, true
-	case c == 0xcf:
-		return binary.BigEndian.Uint64(b[1:]), 9, true
-	case c == 0xd0:
-		s := int64(int8(b[1]))
-		return uint64(s), 2, s >= 0
-	case c == 0xd1:
-		s := int64(int16(binary.BigEndian.Uint16(b[1:])))
-		return uint64(s), 3, s >= 0
-	case c == 0xd2:
-		s := int64(int32(binary.BigEndian.Uint32(b[1:])))
-		return uint64(s), 5, s >= 0
-	case c == 0xd3:
-		s := int64(binary.BigEndian.Uint64(b[1:]))
-		return uint64(s), 9, s >= 0
+	if v, n, ok := parseUintChecked(b); ok {
+		return v, n, ok
 	}
-	return 0, 0, false
+	var s int64
+	switch b[0] {
+	case 0xd0:
+		s, n = int64(int8(b[1])), 2
+	case 0xd1:
+		s, n = int64(int16(binary.BigEndian.Uint16(b[1:]))), 3
+	case 0xd2:
+		s, n = int64(int32(binary.BigEndian.Uint32(b[1:]))), 5
+	case 0xd3:
+		s, n = int64(binary.BigEndian.Uint64(b[1:])), 9
+	default:
+		return 0, 0, false
+	}
+	return uint64(s), n, s >= 0
 }
