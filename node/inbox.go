@@ -34,30 +34,37 @@ func newInbox(max int) *inbox {
 }
 
 // put appends m, waiting while the inbox is over its bound (a message
-// larger than the bound is still accepted into an empty inbox). stalled,
+// larger than the bound is still accepted into an empty inbox) until ctx
+// ends or stop is closed (then ErrClosed: the consumer is gone). stalled,
 // if not nil, counts the wait.
-func (b *inbox) put(ctx context.Context, stalled *atomic.Int32, m inMsg) error {
-	return b.putAll(ctx, stalled, []inMsg{m}, m.size)
+func (b *inbox) put(ctx context.Context, stop <-chan struct{}, stalled *atomic.Int32, m inMsg) error {
+	return b.putAll(ctx, stop, stalled, []inMsg{m}, m.size)
 }
 
 // putAll appends ms, which take size bytes, as put does for one message:
 // a link's reader hands over what one read brought in one step.
-func (b *inbox) putAll(ctx context.Context, stalled *atomic.Int32, ms []inMsg, size int) error {
+func (b *inbox) putAll(ctx context.Context, stop <-chan struct{}, stalled *atomic.Int32, ms []inMsg, size int) error {
 	b.mu.Lock()
 	for b.bytes > 0 && b.bytes+size > b.max {
 		b.mu.Unlock()
 		if stalled != nil {
 			stalled.Add(1)
 		}
+		var stopped bool
 		select {
 		case <-b.room:
 		case <-ctx.Done():
+		case <-stop:
+			stopped = true
 		}
 		if stalled != nil {
 			stalled.Add(-1)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if stopped {
+			return ErrClosed
 		}
 		b.mu.Lock()
 	}

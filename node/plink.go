@@ -284,7 +284,7 @@ func (st *readState) flush(p *peer) error {
 	if len(st.held) == 0 {
 		return nil
 	}
-	err := p.inbox.putAll(p.n.ctx, &p.stalled, st.held, st.heldBytes)
+	err := p.inbox.putAll(p.n.ctx, nil, &p.stalled, st.held, st.heldBytes)
 	clear(st.held)
 	st.held, st.heldBytes = st.held[:0], 0
 	return err

@@ -140,22 +140,51 @@ func (p *peer) complete(e *codec.Envelope) {
 	}
 }
 
-// requestLocal runs this node's own handler for a request to itself.
+// requestLocal runs this node's own handler for a request to itself. The
+// handler runs on a goroutine of its own, so the caller returns at its
+// ctx's end as it would from a remote request; the handler's ctx ends then
+// too, or when the node closes.
 func (n *Node) requestLocal(ctx context.Context, topic string, body []byte, flags uint8) (*Msg, error) {
 	s := n.local.handler(topic)
 	if s == nil {
 		return nil, &RemoteError{Node: n.cfg.Name, Topic: topic, Code: codeNoResponders, Message: "no handler for topic " + topic}
 	}
+	if n.closing() {
+		return nil, ErrClosed
+	}
 	m := &Msg{From: n.cfg.Name, FromID: n.id, Topic: topic, body: body, flags: flags}
-	res, code, msg := n.runHandler(ctx, s, m)
-	if code != 0 {
-		return nil, &RemoteError{Node: n.cfg.Name, Topic: topic, Code: code, Message: msg}
+	type result struct {
+		m   *Msg
+		err error
 	}
-	rb, rflags, err := appendPayload(nil, res)
-	if err != nil {
-		return nil, fmt.Errorf("node: encoding the reply: %w", err)
+	done := make(chan result, 1)
+	hctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(n.ctx, cancel)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer cancel()
+		defer stop()
+		res, code, msg := n.runHandler(hctx, s, m)
+		if code != 0 {
+			done <- result{err: &RemoteError{Node: n.cfg.Name, Topic: topic, Code: code, Message: msg}}
+			return
+		}
+		rb, rflags, err := appendPayload(nil, res)
+		if err != nil {
+			done <- result{err: fmt.Errorf("node: encoding the reply: %w", err)}
+			return
+		}
+		done <- result{m: &Msg{From: n.cfg.Name, FromID: n.id, Topic: topic, body: rb, flags: rflags}}
+	}()
+	select {
+	case r := <-done:
+		return r.m, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-n.done:
+		return nil, ErrClosed
 	}
-	return &Msg{From: n.cfg.Name, FromID: n.id, Topic: topic, body: rb, flags: rflags}, nil
 }
 
 // RequestAny sends a request to one of the members that handle topic
