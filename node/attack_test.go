@@ -36,6 +36,16 @@ func TestHostilePeer(t *testing.T) {
 	for i := range manyOps {
 		manyOps[i] = interestOp{Op: opAdd, SID: uint64(i + 1), Kind: interestSub, Topic: "t"}
 	}
+	// Each add to a list copied on write would cost the list's length:
+	// one peer may hold one place per topic, a few per queue group.
+	manyServes := make([]interestOp, 2)
+	for i := range manyServes {
+		manyServes[i] = interestOp{Op: opAdd, SID: uint64(i + 1), Kind: interestService, Topic: "t"}
+	}
+	manyQueued := make([]interestOp, maxQueueMembers+1)
+	for i := range manyQueued {
+		manyQueued[i] = interestOp{Op: opAdd, SID: uint64(i + 1), Kind: interestQueue, Topic: "t", Group: "g"}
+	}
 	for _, tc := range []struct {
 		name   string
 		frames [][]byte
@@ -50,6 +60,8 @@ func TestHostilePeer(t *testing.T) {
 		{"bad interest op", [][]byte{nil, interest(interestOp{Op: 9, SID: 1, Kind: interestSub, Topic: "t"})}},
 		{"empty interest topic", [][]byte{nil, interest(interestOp{Op: opAdd, SID: 1, Kind: interestSub})}},
 		{"too many interests", [][]byte{nil, interest(manyOps...)}},
+		{"a second handler for a topic", [][]byte{nil, interest(manyServes...)}},
+		{"too many places in a queue group", [][]byte{nil, interest(manyQueued...)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tl, err := transport.Dial(ctx, "tcp", victim.LinkAddr(), &transport.Config{
@@ -92,7 +104,7 @@ func TestHostilePeer(t *testing.T) {
 	// Nothing the hostile peer said reached the routing tables.
 	victim.routes.mu.RLock()
 	defer victim.routes.mu.RUnlock()
-	if len(victim.routes.plain["t"]) != 0 {
+	if len(victim.routes.plain["t"]) != 0 || len(victim.routes.services["t"]) != 0 || len(victim.routes.queues["t"]) != 0 {
 		t.Fatal("a hostile peer's interests were kept")
 	}
 }

@@ -228,6 +228,9 @@ func (r *routeTable) update(p *peer, op interestOp) error {
 			if len(p.interests) >= maxInterestsPerPeer {
 				return errors.New("too many interests")
 			}
+			if err := r.checkAddLocked(p, op); err != nil {
+				return err
+			}
 			p.interests[op.SID] = op
 		}
 		r.addLocked(p, op)
@@ -247,8 +250,40 @@ func (r *routeTable) update(p *peer, op interestOp) error {
 	return nil
 }
 
-// maxInterestsPerPeer bounds the memory a peer's interests take here.
-const maxInterestsPerPeer = 1 << 16
+// Limits on one member's interests, so that what a peer registers costs
+// memory and work in proportion to it: a handler per topic, as Handle
+// allows, and at most maxQueueMembers subscriptions of one node in one
+// queue group (each add copies the group's member list).
+const (
+	maxInterestsPerPeer = 1 << 16
+	maxQueueMembers     = 64
+)
+
+// checkAddLocked refuses an add from p (nil: this node) that would give
+// it a second handler for a topic or too many places in a queue group.
+func (r *routeTable) checkAddLocked(p *peer, op interestOp) error {
+	switch op.Kind {
+	case interestService:
+		for _, x := range r.services[op.Topic] {
+			if x == p {
+				return fmt.Errorf("a second handler for topic %q", op.Topic)
+			}
+		}
+	case interestQueue:
+		if g := r.queues[op.Topic][op.Group]; g != nil {
+			k := 0
+			for _, m := range g.members {
+				if m.p == p {
+					k++
+				}
+			}
+			if k >= maxQueueMembers {
+				return fmt.Errorf("over %d subscriptions in queue group %q of topic %q", maxQueueMembers, op.Group, op.Topic)
+			}
+		}
+	}
+	return nil
+}
 
 func (r *routeTable) addLocked(p *peer, op interestOp) {
 	switch op.Kind {
@@ -416,19 +451,27 @@ func (n *Node) register(s *Subscription) (*Subscription, error) {
 	}
 	op := interestOp{Op: opAdd, SID: s.sid, Kind: s.kind, Topic: s.topic, Group: s.group}
 	if s.kind == interestQueue {
-		n.routes.addLocal(s)
+		if err := n.routes.addLocal(s); err != nil {
+			n.local.remove(s)
+			return nil, err
+		}
 	}
 	n.broadcastInterest([]interestOp{op})
 	return s, nil
 }
 
 // addLocal adds a local queue subscription to its group.
-func (r *routeTable) addLocal(s *Subscription) {
+func (r *routeTable) addLocal(s *Subscription) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.addLocked(nil, interestOp{Op: opAdd, SID: s.sid, Kind: s.kind, Topic: s.topic, Group: s.group})
+	op := interestOp{Op: opAdd, SID: s.sid, Kind: s.kind, Topic: s.topic, Group: s.group}
+	if err := r.checkAddLocked(nil, op); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	r.addLocked(nil, op)
 	g := r.queues[s.topic][s.group]
 	g.members[len(g.members)-1].sub = s
+	return nil
 }
 
 // Handle registers h for topic: it serves Request and RequestAny, and

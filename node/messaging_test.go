@@ -199,6 +199,37 @@ func TestQueueGroup(t *testing.T) {
 	}
 }
 
+// TestQueueGroupLimit: one node may hold maxQueueMembers subscriptions in
+// one queue group of a topic; the next fails and changes nothing.
+func TestQueueGroupLimit(t *testing.T) {
+	n := startNode(t, testConfig("solo"))
+	h := func(ctx context.Context, m *Msg) {}
+	for i := range maxQueueMembers {
+		if _, err := n.QueueSubscribe("jobs", "workers", h); err != nil {
+			t.Fatalf("subscription %d: %v", i+1, err)
+		}
+	}
+	if _, err := n.QueueSubscribe("jobs", "workers", h); err == nil {
+		t.Fatalf("subscription %d was taken", maxQueueMembers+1)
+	}
+	if _, err := n.QueueSubscribe("jobs", "others", h); err != nil {
+		t.Fatalf("another group: %v", err)
+	}
+	_, groups := n.routes.publishTargets("jobs")
+	n.routes.mu.RLock()
+	defer n.routes.mu.RUnlock()
+	k := 0
+	for _, g := range groups {
+		k += len(g.members)
+	}
+	if k != maxQueueMembers+1 {
+		t.Fatalf("%d queue members, want %d", k, maxQueueMembers+1)
+	}
+	if got := len(n.local.snap.Load().bySID); got != maxQueueMembers+1 {
+		t.Fatalf("%d local subscriptions, want %d", got, maxQueueMembers+1)
+	}
+}
+
 func TestBroadcastAndGather(t *testing.T) {
 	nodes := startCluster(t, 3, nil)
 	var mu sync.Mutex
