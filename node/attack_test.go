@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +171,179 @@ func TestHostileWhoami(t *testing.T) {
 				t.Fatalf("the client took the identity %v", id)
 			}
 		})
+	}
+}
+
+// dialAsFake opens a link to victim as a key holder that is no member,
+// sends its hello and returns the link. With drain, a goroutine reads and
+// drops everything the victim sends, acknowledging nothing.
+func dialAsFake(t *testing.T, ctx context.Context, victim *Node, drain bool) *transport.Link {
+	t.Helper()
+	tl, err := transport.Dial(ctx, "tcp", victim.LinkAddr(), &transport.Config{
+		Auth: &auth.Config{Key: testKey, Name: "mallory#0123456789abcdef", MaxFrameSize: 16 << 20},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tl.Close() })
+	if err := tl.Send(ctx, codec.AppendEnvelope(nil, &codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello),
+		Body: marshalControl(&hello{Epoch: 42, FirstSeq: 1})})); err != nil {
+		t.Fatal(err)
+	}
+	if drain {
+		go func() {
+			for {
+				if _, err := tl.Recv(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return tl
+}
+
+// fakePeer returns the victim's session with dialAsFake's peer.
+func fakePeer(t *testing.T, victim *Node) *peer {
+	t.Helper()
+	var p *peer
+	waitFor(t, "the fake peer's session", 10*time.Second, func() bool {
+		victim.mu.Lock()
+		defer victim.mu.Unlock()
+		p = victim.byID["mallory#0123456789abcdef"]
+		return p != nil
+	})
+	return p
+}
+
+// TestHostileNoAcks: a key holder that sends requests and never
+// acknowledges the replies holds up its own requests only. It used to take
+// every request worker of the victim (each waiting for room in its queue),
+// and an honest peer's requests then waited for ever.
+func TestHostileNoAcks(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	victim, friend := nodes[0], nodes[1]
+	HandleFunc(victim, "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
+	waitFor(t, "echo known", 5*time.Second, func() bool { return len(friend.Servers("echo")) == 1 })
+	ctx := testCtx(t, 60*time.Second)
+	tl := dialAsFake(t, ctx, victim, true)
+	body, _ := codec.Msgpack.Marshal(strings.Repeat("x", 1000))
+	// 4 MiB of ~1 KB replies fill the victim's queue for it; the rest
+	// are more than its request workers.
+	const requests = 8000
+	for seq := uint64(1); seq <= requests; seq++ {
+		e := codec.Envelope{Kind: codec.KindRequest, Seq: seq, ID: seq, Topic: []byte("echo"), Body: body}
+		if err := tl.Send(ctx, codec.AppendEnvelope(nil, &e)); err != nil {
+			t.Fatalf("request %d: %v", seq, err)
+		}
+	}
+	p := fakePeer(t, victim)
+	waitFor(t, "the fake peer's queue to fill and its requests to wait", 30*time.Second, func() bool {
+		p.inMu.Lock()
+		defer p.inMu.Unlock()
+		return p.recvSeq.Load() == requests && p.admitting &&
+			(!p.hasRoom() || p.answering.Load() >= int32(victim.cfg.MaxRequests))
+	})
+	if got, err := Call[string](ctx, friend, "n0", "echo", "still served"); err != nil || got != "still served" {
+		t.Fatalf("an honest peer's request while another withholds its acks: %q, %v", got, err)
+	}
+	if a := p.answering.Load(); a > int32(victim.cfg.MaxRequests) {
+		t.Fatalf("%d of the fake peer's requests wait for room, bound %d", a, victim.cfg.MaxRequests)
+	}
+}
+
+// TestHostileResyncFlood: a key holder that asks for the victim's interests
+// again and again, acknowledging nothing, gets one snapshot at a time and
+// only while its queue has room; each request used to cost a goroutine and
+// a snapshot held for it without bound.
+func TestHostileResyncFlood(t *testing.T) {
+	cfg := testConfig("v")
+	cfg.SendQueueBytes = 256 << 10
+	victim := startNode(t, cfg)
+	for i := range 300 {
+		victim.Handle(fmt.Sprintf("a-topic-with-a-longish-name-%03d", i), func(ctx context.Context, m *Msg) (any, error) { return nil, nil })
+	}
+	ctx := testCtx(t, 60*time.Second)
+	tl := dialAsFake(t, ctx, victim, true)
+	const asks = 5000
+	for seq := uint64(1); seq <= asks; seq++ {
+		e := codec.Envelope{Kind: codec.KindControl, Seq: seq, Topic: []byte(ctlResync)}
+		if err := tl.Send(ctx, codec.AppendEnvelope(nil, &e)); err != nil {
+			t.Fatalf("ask %d: %v", seq, err)
+		}
+	}
+	p := fakePeer(t, victim)
+	waitFor(t, "every ask to arrive", 30*time.Second, func() bool { return p.recvSeq.Load() == asks })
+	// One more round trip of the victim's own: a snapshot started by the
+	// last ask is queued by the time this registration is.
+	if _, err := victim.Handle("last", func(ctx context.Context, m *Msg) (any, error) { return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	queued := p.queued
+	p.mu.Unlock()
+	snapshot := len(marshalControl(victim.local.ops()))
+	if limit := cfg.SendQueueBytes + 2*snapshot; queued > limit {
+		t.Fatalf("the victim holds %d bytes for a peer that acknowledges nothing; bound %d + a snapshot of %d", queued, cfg.SendQueueBytes, snapshot)
+	}
+}
+
+// TestHostileNoReads: a key holder that keeps its link alive but never
+// reads cannot stall the victim's registrations, which are sent to every
+// peer under one lock: a write that cannot be queued for HeartbeatTimeout
+// drops that link instead of waiting for ever.
+func TestHostileNoReads(t *testing.T) {
+	cfg := testConfig("v")
+	cfg.SendQueueBytes = 64 << 10
+	cfg.HeartbeatTimeout = time.Second
+	victim := startNode(t, cfg)
+	ctx := testCtx(t, 120*time.Second)
+	tl := dialAsFake(t, ctx, victim, false)
+	p := fakePeer(t, victim)
+	stop := make(chan struct{})
+	pinged := make(chan struct{})
+	go func() {
+		defer close(pinged)
+		ping := codec.AppendEnvelope(nil, &codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlPing)})
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if tl.Send(ctx, ping) != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-pinged }()
+	// Each registration queues a control frame for the fake peer; tens of
+	// megabytes of them overflow its socket and the link's queue.
+	topic := strings.Repeat("t", 200)
+	done := make(chan error, 1)
+	go func() {
+		for range 40000 {
+			s, err := victim.Subscribe(topic, func(ctx context.Context, m *Msg) {})
+			if err == nil {
+				err = s.Unsubscribe()
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("registrations still wait behind a peer that does not read")
+	}
+	if p.readyLink() != nil && p.link.tl.Err() == nil {
+		t.Fatal("the link of a peer that does not read is still up")
 	}
 }

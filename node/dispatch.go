@@ -11,52 +11,45 @@ import (
 	"github.com/seed0811993b/conclave/transport"
 )
 
-// dispatch handles one accepted sequenced envelope from p. It runs on the
-// link's reader with p.inMu held, so it must not wait for anything but
-// room for received work: replies and control are handled here, one-way
-// messages go to p's inbox (in order, through st's batch) and requests to
-// workers, so a handler that itself waits on p never blocks p's replies.
+// dispatch handles one accepted sequenced envelope from p. On the link's
+// reader (st not nil, p.inMu held) it must not wait for anything (see
+// admit.go): replies and control are handled here, one-way messages go to
+// p's inbox (in order, through st's batch) and requests to workers, and
+// work that would have to wait returns errPark. On p's admitter (st nil)
+// it waits as needed.
 func (n *Node) dispatch(p *peer, e *codec.Envelope, size int, st *readState) error {
 	ident := p.ident.Load()
-	if e.Kind != codec.KindData {
-		// Whatever came before is in the inbox before this is handled.
-		if err := st.flush(p); err != nil {
-			return err
+	if e.Kind != codec.KindData && st != nil {
+		// Whatever came before is in the inbox, or parked, before this is
+		// handled.
+		st.flush(p)
+		if p.admitting && e.Kind != codec.KindReply && e.Kind != codec.KindError {
+			return errPark
 		}
 	}
 	switch e.Kind {
 	case codec.KindData:
 		if !ident.maySend(string(e.Topic)) {
-			n.forbidden(p, ident, 0, string(e.Topic), "send to topic "+string(e.Topic))
-			return nil
+			return n.forbidden(st, p, ident, 0, string(e.Topic), "send to topic "+string(e.Topic))
 		}
-		return st.hold(p, inMsg{
+		m := inMsg{
 			from:  p,
 			msg:   Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags},
 			id:    e.ID,
 			size:  size,
 			reply: e.Flags&(flagPublish|flagBroadcast) == 0,
-		})
+		}
+		if st != nil {
+			st.hold(p, e.Seq, m)
+			return nil
+		}
+		return p.inbox.put(n.ctx, nil, &p.stalled, m)
 	case codec.KindRequest:
-		if string(e.Topic) == StatusTopic {
-			n.serveStatus(p, e.ID)
-			return nil
+		if string(e.Topic) != StatusTopic && !ident.maySend(string(e.Topic)) {
+			return n.forbidden(st, p, ident, e.ID, string(e.Topic), "send requests to topic "+string(e.Topic))
 		}
-		if !ident.maySend(string(e.Topic)) {
-			n.forbidden(p, ident, e.ID, string(e.Topic), "send requests to topic "+string(e.Topic))
-			return nil
-		}
-		select {
-		case n.reqSem <- struct{}{}:
-		default:
-			p.stalled.Add(1)
-			select {
-			case n.reqSem <- struct{}{}:
-				p.stalled.Add(-1)
-			case <-n.done:
-				p.stalled.Add(-1)
-				return ErrClosed
-			}
+		if err := n.requestSlot(p, st != nil); err != nil {
+			return err
 		}
 		n.startRequest(request{p: p, id: e.ID, m: &Msg{From: p.name, FromID: p.id, Topic: n.local.intern(e.Topic), body: e.Body, flags: e.Flags}})
 	case codec.KindReply, codec.KindError:
@@ -93,30 +86,84 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int, st *readState) err
 	return nil
 }
 
-// serve runs the handler for a request from p and sends its answer.
-func (n *Node) serve(p *peer, id uint64, m *Msg) {
-	s := n.local.handler(m.Topic)
-	if s == nil {
-		n.sendError(p, id, m.Topic, codeNoResponders, "no handler for topic "+m.Topic)
-		return
+// requestSlot takes a request slot for a request from p, once p's queue
+// has room for the reply and fewer than MaxRequests of p's requests wait
+// to be answered: a peer that does not take its replies gets no more of
+// them, and holds up only its own requests. On the reader (noWait) it takes one only if that needs no
+// waiting, and returns errPark otherwise.
+func (n *Node) requestSlot(p *peer, noWait bool) error {
+	if noWait {
+		if !p.hasRoom() || p.answering.Load() >= int32(n.cfg.MaxRequests) {
+			return errPark
+		}
+		select {
+		case n.reqSem <- struct{}{}:
+			p.answering.Add(1)
+			return nil
+		default:
+			return errPark
+		}
 	}
-	res, code, msg := n.runHandler(n.ctx, s, m)
-	if code != 0 {
-		n.sendError(p, id, m.Topic, code, msg)
-		return
+	p.stalled.Add(1)
+	defer p.stalled.Add(-1)
+	for p.answering.Load() >= int32(n.cfg.MaxRequests) {
+		select {
+		case <-p.answered:
+		case <-n.done:
+			return ErrClosed
+		}
+	}
+	if !p.waitRoom() {
+		return p.endedErr()
+	}
+	select {
+	case n.reqSem <- struct{}{}:
+		p.answering.Add(1)
+		return nil
+	case <-n.done:
+		return ErrClosed
+	}
+}
+
+// serve answers a request from p. It gives its request slot back before
+// sending: a reply that waits for room in p's queue holds up no other
+// peer's requests.
+func (n *Node) serve(p *peer, id uint64, m *Msg) {
+	e := n.answer(id, m)
+	<-n.reqSem
+	err := p.send(n.ctx, &e, false)
+	if errors.Is(err, transport.ErrFrameTooLarge) {
+		err = n.sendError(n.ctx, p, id, m.Topic, codeHandler, fmt.Sprintf("the reply (%d bytes) is over the requester's frame limit", len(e.Body)))
+	}
+	p.answering.Add(-1)
+	signal(p.answered)
+	if err != nil {
+		n.log.Debug("reply not sent", "peer", p.id, "topic", m.Topic, "err", err)
+	}
+}
+
+// answer runs the handler for request m (or takes this node's status) and
+// returns the reply or error envelope.
+func (n *Node) answer(id uint64, m *Msg) codec.Envelope {
+	var res any
+	if m.Topic == StatusTopic {
+		res = n.status()
+	} else {
+		s := n.local.handler(m.Topic)
+		if s == nil {
+			return errorEnvelope(id, m.Topic, codeNoResponders, "no handler for topic "+m.Topic)
+		}
+		var code uint8
+		var msg string
+		if res, code, msg = n.runHandler(n.ctx, s, m); code != 0 {
+			return errorEnvelope(id, m.Topic, code, msg)
+		}
 	}
 	body, flags, err := appendPayload(nil, res)
 	if err != nil {
-		n.sendError(p, id, m.Topic, codeHandler, "encoding the reply: "+err.Error())
-		return
+		return errorEnvelope(id, m.Topic, codeHandler, "encoding the reply: "+err.Error())
 	}
-	if err := p.send(n.ctx, &codec.Envelope{Kind: codec.KindReply, Flags: flags, ID: id, Body: body}, false); err != nil {
-		if errors.Is(err, transport.ErrFrameTooLarge) {
-			n.sendError(p, id, m.Topic, codeHandler, fmt.Sprintf("the reply (%d bytes) is over the requester's frame limit", len(body)))
-			return
-		}
-		n.log.Debug("reply not sent", "peer", p.id, "topic", m.Topic, "err", err)
-	}
+	return codec.Envelope{Kind: codec.KindReply, Flags: flags, ID: id, Body: body}
 }
 
 // runHandler calls a topic handler, turning its error or panic into an
@@ -185,18 +232,28 @@ func (n *Node) notHandled(im *inMsg, why string) {
 			Err: &RemoteError{Node: n.cfg.Name, Topic: im.msg.Topic, Code: codeNoResponders, Message: why}})
 		return
 	}
-	n.sendError(im.from, 0, im.msg.Topic, codeNoResponders, why)
+	n.sendError(n.ctx, im.from, 0, im.msg.Topic, codeNoResponders, why)
 }
 
-// sendError answers request id (0: a one-way message) with an error.
-func (n *Node) sendError(p *peer, id uint64, topic string, code uint8, msg string) {
+// errorEnvelope is the answer to request id (0: a one-way message on
+// topic) that failed with code and msg.
+func errorEnvelope(id uint64, topic string, code uint8, msg string) codec.Envelope {
 	e := codec.Envelope{Kind: codec.KindError, ID: id, Body: marshalControl(&errorBody{Code: code, Message: msg})}
 	if id == 0 {
 		e.Topic = []byte(topic)
 	}
-	if err := p.send(n.ctx, &e, false); err != nil {
+	return e
+}
+
+// sendError answers request id (0: a one-way message) with an error,
+// waiting for room in p's queue until ctx ends.
+func (n *Node) sendError(ctx context.Context, p *peer, id uint64, topic string, code uint8, msg string) error {
+	e := errorEnvelope(id, topic, code, msg)
+	err := p.send(ctx, &e, false)
+	if err != nil && ctx != noWait {
 		n.log.Debug("error reply not sent", "peer", p.id, "topic", topic, "err", err)
 	}
+	return err
 }
 
 // reportFrame reports an unacknowledged frame that will never be

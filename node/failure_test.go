@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -474,4 +475,45 @@ func TestClientCrashIsNoticed(t *testing.T) {
 		t.Fatalf("pending request: %v", err)
 	}
 	t.Logf("a crashed client was declared failed after %v (grace %v)", time.Since(start).Round(time.Millisecond), linkOnlyGrace)
+}
+
+// TestAnswersUnderBackpressure: a worker that answers each job with a Send
+// back to its sender keeps going while that sender handles the answers
+// slowly, with both queues and inboxes small. The link's reader used to
+// wait for inbox room with the sender's acknowledgements unread behind it,
+// while the handler it waited for needed those acknowledgements to send:
+// both stopped for good after a few hundred answers.
+func TestAnswersUnderBackpressure(t *testing.T) {
+	nodes := startCluster(t, 2, func(i int, c *Config) {
+		c.SendQueueBytes = 64 << 10
+		c.InboxBytes = 64 << 10
+	})
+	a, b := nodes[0], nodes[1]
+	var answers atomic.Int64
+	b.Handle("job", func(ctx context.Context, m *Msg) (any, error) {
+		return nil, b.Send(ctx, "n0", "answer", m.Data())
+	})
+	a.Handle("answer", func(ctx context.Context, m *Msg) (any, error) {
+		if answers.Add(1) < 200 {
+			time.Sleep(time.Millisecond) // a slow start fills every queue
+		}
+		return nil, nil
+	})
+	waitFor(t, "handlers known", 5*time.Second, func() bool { return len(a.Servers("job")) == 1 && len(b.Servers("answer")) == 1 })
+	ctx := testCtx(t, 60*time.Second)
+	const jobs = 20000
+	sent := make(chan error, 1)
+	go func() {
+		for range jobs {
+			if err := a.Send(ctx, "n1", "job", make([]byte, 1000)); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	waitFor(t, "every answer", 50*time.Second, func() bool { return answers.Load() == jobs })
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -44,9 +44,7 @@ func (b *inbox) put(ctx context.Context, stop <-chan struct{}, stalled *atomic.I
 // putAll appends ms, which take size bytes, as put does for one message:
 // a link's reader hands over what one read brought in one step.
 func (b *inbox) putAll(ctx context.Context, stop <-chan struct{}, stalled *atomic.Int32, ms []inMsg, size int) error {
-	b.mu.Lock()
-	for b.bytes > 0 && b.bytes+size > b.max {
-		b.mu.Unlock()
+	for !b.tryPutAll(ms, size) {
 		if stalled != nil {
 			stalled.Add(1)
 		}
@@ -66,7 +64,17 @@ func (b *inbox) putAll(ctx context.Context, stop <-chan struct{}, stalled *atomi
 		if stopped {
 			return ErrClosed
 		}
-		b.mu.Lock()
+	}
+	return nil
+}
+
+// tryPutAll appends ms, which take size bytes, if the inbox has room for
+// them now, and reports whether it did.
+func (b *inbox) tryPutAll(ms []inMsg, size int) bool {
+	b.mu.Lock()
+	if b.bytes > 0 && b.bytes+size > b.max {
+		b.mu.Unlock()
+		return false
 	}
 	b.q = append(b.q, ms...)
 	b.bytes += size
@@ -76,7 +84,7 @@ func (b *inbox) putAll(ctx context.Context, stop <-chan struct{}, stalled *atomi
 	if ring {
 		signal(b.wake)
 	}
-	return nil
+	return true
 }
 
 // run delivers messages with deliver until ctx ends.

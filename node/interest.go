@@ -389,13 +389,25 @@ func (n *Node) requestResync(p *peer) {
 	}()
 }
 
-// resync answers a peer's resync request with a snapshot.
+// resync answers a peer's resync request with a snapshot: one answer at a
+// time per peer, started once its queue has room. A request that arrives
+// while an answer waits to start is covered by it (the snapshot is taken
+// when it starts), so a peer that asks again and again, acknowledging
+// nothing, gets neither more goroutines nor more queued bytes.
 func (n *Node) resync(p *peer) {
+	if p.resyncPending.Swap(true) {
+		return
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		if !p.waitRoom() {
+			p.resyncPending.Store(false)
+			return
+		}
 		n.routes.order.Lock()
 		defer n.routes.order.Unlock()
+		p.resyncPending.Store(false)
 		n.sendSnapshotLocked(p)
 	}()
 }

@@ -72,11 +72,23 @@ type peer struct {
 	// switch of links two readers may hold frames of the same stream.
 	// inEpoch and recvSeq are written under it and read atomically (see
 	// inPos) by the goroutine that sends acknowledgements.
-	inMu    sync.Mutex
-	inEpoch atomic.Uint64 // the peer's outbound stream being received; 0 while it changes
-	recvSeq atomic.Uint64 // last sequence number accepted from it
+	inMu     sync.Mutex
+	inEpoch  atomic.Uint64 // the peer's outbound stream being received; 0 while it changes
+	recvSeq  atomic.Uint64 // last sequence number accepted from it
+	admitted atomic.Uint64 // last sequence number handed over: what is acknowledged
+
+	// Work accepted but waiting for admission (admit.go), guarded by inMu.
+	parked      []parkedItem
+	parkedBytes int
+	admitting   bool          // an admitter runs; new work queues behind it
+	parkRoom    chan struct{} // rung when parked work shrinks
 
 	up atomic.Bool // state == stateAlive, readable without p.mu
+
+	resyncPending atomic.Bool // an answer to the peer's resync request waits to start
+
+	answering atomic.Int32  // the peer's requests taken and not yet answered (serve)
+	answered  chan struct{} // rung when one is answered
 
 	// maxFrame is the largest frame the peer accepts, from the latest
 	// handshake; until then, our own limit.
@@ -116,6 +128,11 @@ func (p *peer) resume(h hello) bool {
 	fresh := p.inEpoch.Load() == 0
 	p.inEpoch.Store(0)
 	p.recvSeq.Store(h.FirstSeq - 1)
+	p.admitted.Store(h.FirstSeq - 1)
+	// Work parked from the old stream was never acknowledged: its sender
+	// has reported it.
+	clear(p.parked)
+	p.parked, p.parkedBytes = p.parked[:0], 0
 	p.inEpoch.Store(h.Epoch)
 	if fresh && h.FirstSeq > 1 {
 		// We lost our state about a stream the peer continues (we had
@@ -128,11 +145,11 @@ func (p *peer) resume(h hello) bool {
 	return true
 }
 
-// inPos returns the inbound stream position to acknowledge; ok is false
-// while it is being changed.
+// inPos returns the inbound stream position to acknowledge, the last
+// sequence number handed over; ok is false while it is being changed.
 func (p *peer) inPos() (epoch, seq uint64, ok bool) {
 	e1 := p.inEpoch.Load()
-	s := p.recvSeq.Load()
+	s := p.admitted.Load()
 	e2 := p.inEpoch.Load()
 	return e1, s, e1 != 0 && e1 == e2
 }
@@ -152,6 +169,8 @@ func newPeer(n *Node, id, name, boot string) *peer {
 		epoch:     newEpoch(),
 		nextSeq:   1,
 		room:      make(chan struct{}),
+		parkRoom:  make(chan struct{}, 1),
+		answered:  make(chan struct{}, 1),
 		pending:   make(map[uint64]*call),
 		interests: make(map[uint64]interestOp),
 	}
@@ -244,6 +263,47 @@ func (p *peer) sendTail(ctx context.Context, e *codec.Envelope, tail []byte, con
 		p.sendMu.Unlock()
 		p.sent.Add(1)
 		return nil
+	}
+}
+
+// hasRoom reports whether the peer's queue is under its bound.
+func (p *peer) hasRoom() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queued < p.n.cfg.SendQueueBytes
+}
+
+// endedErr is the error for work for a peer that ended or a node that
+// closed while the work waited.
+func (p *peer) endedErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != stateAlive {
+		return p.deadErr()
+	}
+	return ErrClosed
+}
+
+// waitRoom waits until the peer's queue is under its bound, and reports
+// false if the peer ends or the node closes first.
+func (p *peer) waitRoom() bool {
+	for {
+		p.mu.Lock()
+		if p.state != stateAlive {
+			p.mu.Unlock()
+			return false
+		}
+		if p.queued < p.n.cfg.SendQueueBytes {
+			p.mu.Unlock()
+			return true
+		}
+		room := p.room
+		p.mu.Unlock()
+		select {
+		case <-room:
+		case <-p.n.done:
+			return false
+		}
 	}
 }
 

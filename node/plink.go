@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,11 +75,36 @@ func (l *plink) start() {
 
 // write hands a frame to the connection's writer. A failure means the
 // link is dying; its reader notices and the session moves to a new link.
+//
+// The writer's queue has room for everything the peer's bound admits, so
+// a frame waits for room only when the peer has stopped reading (its
+// socket is full) behind more control frames than that. Callers hold
+// sendMu and may hold the node's interest lock, so the wait is bounded:
+// after HeartbeatTimeout the link is dropped, and what it carried stays
+// queued for the next one.
 func (l *plink) write(b []byte) {
-	if l.tl.Send(context.Background(), b) == nil {
+	err := l.tl.Send(noWait, b)
+	if errors.Is(err, context.Canceled) {
+		ctx, cancel := context.WithTimeout(context.Background(), l.p.n.cfg.HeartbeatTimeout)
+		err = l.tl.Send(ctx, b)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			l.p.n.log.Warn("dropping a link whose peer is not reading", "peer", l.p.id, "waited", l.p.n.cfg.HeartbeatTimeout)
+			l.close()
+		}
+	}
+	if err == nil {
 		l.sentN.Add(1)
 	}
 }
+
+// noWait is a context that has ended: a Send with it queues only if
+// there is room at once.
+var noWait = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
 
 // writeEnvelope encodes and writes an unsequenced envelope.
 func (l *plink) writeEnvelope(e *codec.Envelope) {
@@ -100,7 +126,7 @@ func (l *plink) close() {
 func (l *plink) control() {
 	p := l.p
 	p.mu.Lock()
-	h := hello{Epoch: p.epoch, FirstSeq: p.acked + 1, AckEpoch: p.inEpoch.Load(), Ack: p.recvSeq.Load()}
+	h := hello{Epoch: p.epoch, FirstSeq: p.acked + 1, AckEpoch: p.inEpoch.Load(), Ack: p.admitted.Load()}
 	p.mu.Unlock()
 	l.writeEnvelope(&codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello), Body: marshalControl(&h)})
 
@@ -255,6 +281,7 @@ type readState struct {
 	locked    bool    // this reader holds p.inMu
 	held      []inMsg // accepted one-way messages not yet in the inbox
 	heldBytes int
+	heldSeq   uint64 // the sequence number of the last one
 }
 
 // maxHeldBytes is when held messages go to the inbox without waiting for
@@ -269,37 +296,44 @@ func (st *readState) lock(p *peer) {
 	}
 }
 
-// hold queues m for the inbox. Callers hold p.inMu (lock).
-func (st *readState) hold(p *peer, m inMsg) error {
+// hold queues m, which has sequence number seq, for the inbox. Callers
+// hold p.inMu (lock).
+func (st *readState) hold(p *peer, seq uint64, m inMsg) {
 	st.held = append(st.held, m)
 	st.heldBytes += m.size
+	st.heldSeq = seq
 	if st.heldBytes >= maxHeldBytes {
-		return st.flush(p)
+		st.flush(p)
 	}
-	return nil
 }
 
-// flush hands the held messages to the inbox, in order, waiting for room.
-func (st *readState) flush(p *peer) error {
+// flush hands the held messages to the inbox, in order, or parks them
+// when it has no room (admit.go). Callers hold p.inMu.
+func (st *readState) flush(p *peer) {
 	if len(st.held) == 0 {
-		return nil
+		return
 	}
-	err := p.inbox.putAll(p.n.ctx, nil, &p.stalled, st.held, st.heldBytes)
+	if !p.inbox.tryPutAll(st.held, st.heldBytes) {
+		p.parkLocked(parkedItem{seq: st.heldSeq, size: st.heldBytes, held: slices.Clone(st.held)})
+	}
 	clear(st.held)
 	st.held, st.heldBytes = st.held[:0], 0
-	return err
 }
 
 // release flushes and lets p.inMu go: at the end of a read, and before
-// anything that takes p.inMu itself or ends the peer.
+// anything that takes p.inMu itself or ends the peer. Unless work is
+// parked, everything accepted has now been handed over.
 func (st *readState) release(p *peer) error {
 	if !st.locked {
 		return nil
 	}
-	err := st.flush(p)
+	st.flush(p)
+	if !p.admitting {
+		p.admitted.Store(p.recvSeq.Load())
+	}
 	p.inMu.Unlock()
 	st.locked = false
-	return err
+	return nil
 }
 
 // ackIfDue asks for an acknowledgement once enough has arrived, or arms
@@ -357,6 +391,14 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 		return false, nil
 	}
 	st.lock(p)
+	if p.admitting {
+		// Parked work goes first; a reader that has to wait for room to
+		// park does so before it accepts the frame, so that nothing
+		// accepted is lost if its link closes meanwhile.
+		if err := st.waitParkRoom(p, l, len(b)); err != nil {
+			return true, err
+		}
+	}
 	cur := p.recvSeq.Load()
 	if e.Seq <= cur {
 		p.dups.Add(1)
@@ -369,8 +411,17 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 		return true, n.protocolError(p, errors.New("sequence gap"))
 	}
 	p.recvSeq.Store(e.Seq)
-	err = n.dispatch(p, &e, len(b), st)
 	p.recv.Add(1)
+	st.pendingBytes += len(b)
+	if p.admitting && e.Kind != codec.KindReply && e.Kind != codec.KindError {
+		p.park(l, e, len(b))
+		return false, nil
+	}
+	err = n.dispatch(p, &e, len(b), st)
+	if errors.Is(err, errPark) {
+		p.park(l, e, len(b))
+		return false, nil
+	}
 	if err != nil {
 		return true, err
 	}
@@ -384,7 +435,6 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 		n.peerLeft(p, "it left the cluster")
 		return true, nil
 	}
-	st.pendingBytes += len(b)
 	return false, nil
 }
 

@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -80,10 +82,22 @@ func (id *identity) mayServe(topic string) bool {
 }
 
 // forbidden answers a message the peer's roles do not allow, and logs it.
-func (n *Node) forbidden(p *peer, id *identity, reqID uint64, topic, what string) {
+// On the link's reader (st not nil) it must not wait for room for the
+// answer: it returns errPark instead, and p's admitter answers.
+func (n *Node) forbidden(st *readState, p *peer, id *identity, reqID uint64, topic, what string) error {
+	ctx := n.ctx
+	if st != nil {
+		if !p.hasRoom() {
+			return errPark
+		}
+		ctx = noWait
+	}
 	msg := fmt.Sprintf("%s may not %s", id, what)
 	n.log.Warn("denied", "peer", p.id, "topic", topic, "why", msg)
-	n.sendError(p, reqID, topic, codeForbidden, msg)
+	if err := n.sendError(ctx, p, reqID, topic, codeForbidden, msg); errors.Is(err, context.Canceled) && ctx == noWait {
+		return errPark
+	}
+	return nil
 }
 
 // checkServe refuses a registration on topic on a client node whose user

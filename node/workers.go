@@ -14,7 +14,7 @@ type request struct {
 const workerIdle = 2 * time.Second
 
 // startRequest runs r's handler on an idle worker, or on a new one. The
-// caller holds a reqSem slot, which the worker gives back. Workers outlive
+// caller holds a reqSem slot, which serve gives back. Workers outlive
 // their request for a while because a fresh goroutine per request grew
 // its stack through the handler and the reply path every time: 13% of a
 // request-serving process's CPU went to copying stacks.
@@ -34,8 +34,7 @@ func (n *Node) requestWorker(r request) {
 	idle := time.NewTimer(workerIdle)
 	defer idle.Stop()
 	for {
-		n.serve(r.p, r.id, r.m)
-		<-n.reqSem
+		n.serve(r.p, r.id, r.m) // gives the slot back
 		idle.Reset(workerIdle)
 		select {
 		case r = <-n.reqWork:
