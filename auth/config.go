@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"io"
 	"log/slog"
 	"time"
@@ -197,8 +198,10 @@ func (c *Config) check() error {
 			return fmt.Errorf("auth: unknown cipher suite %d", s)
 		}
 	}
-	if c.MaxFrameSize < 0 {
-		return fmt.Errorf("auth: negative MaxFrameSize")
+	if c.MaxFrameSize != 0 && (c.MaxFrameSize < minFrameCap || int64(c.MaxFrameSize) > math.MaxUint32) {
+		// The native handshake announces it as a 32-bit count, and a peer
+		// refuses less than minFrameCap.
+		return fmt.Errorf("auth: MaxFrameSize %d is outside %d to %d", c.MaxFrameSize, minFrameCap, uint32(math.MaxUint32))
 	}
 	return nil
 }
@@ -265,14 +268,17 @@ const (
 // and slog output, so a Config can be logged.
 type Password string
 
-// String returns "[redacted]".
-func (Password) String() string { return redacted }
+// redactedPassword is how a Password prints.
+const redactedPassword = "auth.Password(redacted)"
 
-// GoString returns "[redacted]".
-func (Password) GoString() string { return redacted }
+// String returns "auth.Password(redacted)".
+func (Password) String() string { return redactedPassword }
 
-// Format writes "[redacted]" whatever the verb.
-func (Password) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
+// GoString returns "auth.Password(redacted)".
+func (Password) GoString() string { return redactedPassword }
+
+// Format writes "auth.Password(redacted)" whatever the verb.
+func (Password) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redactedPassword) }
 
 // LogValue keeps the password out of slog output.
-func (Password) LogValue() slog.Value { return slog.StringValue(redacted) }
+func (Password) LogValue() slog.Value { return slog.StringValue(redactedPassword) }

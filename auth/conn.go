@@ -546,3 +546,15 @@ func (c *Conn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadlin
 // SetWriteDeadline sets the write deadline; a Write that times out may be
 // retried.
 func (c *Conn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
+
+// String names the connection by its addresses.
+func (c *Conn) String() string {
+	return "auth.Conn(" + c.conn.LocalAddr().String() + " -> " + c.conn.RemoteAddr().String() + ")"
+}
+
+// GoString is String.
+func (c *Conn) GoString() string { return c.String() }
+
+// Format prints String for every verb: the struct holds the session's
+// traffic secrets, which %+v would print.
+func (c *Conn) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }

@@ -328,7 +328,8 @@ func failureCode(err error) byte {
 		return failNotAllowed
 	case errors.Is(err, ErrAuthFailed):
 		return failAuth
-	case errors.Is(err, ErrProtocol):
+	case errors.Is(err, ErrProtocol), errors.Is(err, ErrSCRAMUserName), errors.Is(err, ErrSCRAMNonce):
+		// A malformed user name or nonce breaks the message layout (§2.4).
 		return failProtocol
 	}
 	return failUnspecified

@@ -157,16 +157,16 @@ func (c *SCRAMClient) VerifyServer(serverSignature string) error {
 func (c *SCRAMClient) Verified() bool { return c.verified }
 
 // String names the login without the password.
-func (c *SCRAMClient) String() string {
+func (c SCRAMClient) String() string {
 	return "auth.SCRAMClient(user=" + c.user + ", password redacted)"
 }
 
 // GoString names the login without the password.
-func (c *SCRAMClient) GoString() string { return c.String() }
+func (c SCRAMClient) GoString() string { return c.String() }
 
 // Format prints String for every verb, so that no format string can leak
-// the password.
-func (c *SCRAMClient) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+// the password; it has a value receiver so that a copy does not either.
+func (c SCRAMClient) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
 // LogValue keeps the password out of structured logs.
 func (c *SCRAMClient) LogValue() slog.Value { return slog.StringValue(c.String()) }

@@ -433,3 +433,13 @@ func (s *SCRAMServer) pendingLen() int {
 	defer s.mu.Unlock()
 	return s.order.Len()
 }
+
+// String names the server without its credentials' keys or its secret.
+func (s *SCRAMServer) String() string { return "auth.SCRAMServer(keys redacted)" }
+
+// GoString is String.
+func (s *SCRAMServer) GoString() string { return s.String() }
+
+// Format prints String for every verb, so that no format string can leak
+// a credential's keys or the server's secret.
+func (s *SCRAMServer) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, s.String()) }

@@ -895,10 +895,15 @@ func TestSCRAMSecretsNeverPrinted(t *testing.T) {
 	c, _ := NewSCRAMClient("alice", "hunter2-password", SCRAMClientOptions{})
 	secrets := []string{"hunter2", encodeB64(cred.StoredKey), encodeB64(cred.ServerKey),
 		fmt.Sprintf("%x", cred.StoredKey), fmt.Sprintf("%x", cred.ServerKey), fmt.Sprint(cred.StoredKey[:4])}
+	srv, err := NewSCRAMServer(CredentialMap{"alice": cred}, SCRAMServerOptions{Secret: scramTestSecret()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secrets = append(secrets, fmt.Sprint(scramTestSecret()[:4]), fmt.Sprintf("%x", scramTestSecret()[:4]))
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil))
-	log.Info("x", "cred", cred, "client", c)
-	for _, v := range []any{cred, &cred, c, []Credential{cred}, map[string]Credential{"alice": cred}, StoreUser{"alice", cred}} {
+	log.Info("x", "cred", cred, "client", c, "server", srv, "password", Password("hunter2"))
+	for _, v := range []any{cred, &cred, c, *c, srv, Password("hunter2"), []Credential{cred}, map[string]Credential{"alice": cred}, StoreUser{"alice", cred}} {
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q", "%d"} {
 			buf.WriteString(fmt.Sprintf(verb, v))
 		}
