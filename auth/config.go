@@ -4,9 +4,9 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"math"
 	"io"
 	"log/slog"
+	"math"
 	"time"
 	"unicode/utf8"
 

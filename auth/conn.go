@@ -161,6 +161,9 @@ func (c *Conn) handshake(ctx context.Context) (err error) {
 	if r, ok := h.(interface{ release() }); ok {
 		r.release() // a handshake cut short between steps holds state to drop
 	}
+	if a, ok := h.(interface{ abandon() }); ok && err != nil {
+		a.abandon() // a login the handshake started frees its place at once
+	}
 	if err != nil {
 		return err
 	}

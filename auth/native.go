@@ -71,6 +71,15 @@ func newNativeServer(cfg *Config, remote string) *nativeServer {
 func (c *nativeClient) readLimit() int           { return maxHandshakeFrame }
 func (c *nativeClient) result() *handshakeResult { return &c.res }
 func (s *nativeServer) readLimit() int           { return maxHandshakeFrame }
+
+// abandon drops the login conversation a failed handshake started: left
+// for its 30 s expiry, aborted handshakes fill the server's table of
+// pending conversations and push honest logins out of it.
+func (s *nativeServer) abandon() {
+	if s.combined != "" {
+		s.cfg.Users.Abandon(s.combined)
+	}
+}
 func (s *nativeServer) result() *handshakeResult { return &s.res }
 
 // send frames a message, adds it to the transcript and returns the wire bytes.

@@ -159,3 +159,11 @@ func pyLoginError(err error) string {
 	}
 	return "authentication failed"
 }
+
+// abandon drops the login conversation a failed handshake started (see
+// nativeServer.abandon).
+func (h *pythonServer) abandon() {
+	if h.login.combined != "" {
+		h.cfg.Users.Abandon(h.login.combined)
+	}
+}
