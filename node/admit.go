@@ -109,7 +109,7 @@ func (n *Node) admit(p *peer) {
 // peer has left.
 func (n *Node) admitItem(p *peer, it parkedItem) (stop bool, err error) {
 	if it.held != nil {
-		return false, p.inbox.putAll(n.ctx, nil, &p.stalled, it.held, it.size)
+		return false, p.inbox.putAll(n.ctx, nil, it.held, it.size)
 	}
 	if it.e.Kind == codec.KindControl && string(it.e.Topic) == ctlLeave {
 		p.inMu.Lock()
@@ -138,9 +138,7 @@ func (p *peer) ackSoon() {
 func (st *readState) waitParkRoom(p *peer, l *plink, size int) error {
 	limit := p.n.parkLimit()
 	for p.admitting && p.parkedBytes > 0 && p.parkedBytes+size > limit {
-		if err := st.release(p); err != nil {
-			return err
-		}
+		st.release(p)
 		p.stalled.Add(1)
 		select {
 		case <-p.parkRoom:

@@ -272,12 +272,14 @@ func TestHostileResyncFlood(t *testing.T) {
 		}
 	}
 	p := fakePeer(t, victim)
-	waitFor(t, "every ask to arrive", 30*time.Second, func() bool { return p.recvSeq.Load() == asks })
-	// One more round trip of the victim's own: a snapshot started by the
-	// last ask is queued by the time this registration is.
-	if _, err := victim.Handle("last", func(ctx context.Context, m *Msg) (any, error) { return nil, nil }); err != nil {
-		t.Fatal(err)
-	}
+	waitFor(t, "every ask to be taken", 30*time.Second, func() bool {
+		// An answer still pending waits for room that never comes.
+		return p.admitted.Load() == asks && (!p.resyncPending.Load() || !p.hasRoom())
+	})
+	// A snapshot being sent holds the interest lock: once we have had it,
+	// every answer given is queued.
+	victim.routes.order.Lock()
+	victim.routes.order.Unlock()
 	p.mu.Lock()
 	queued := p.queued
 	p.mu.Unlock()
@@ -343,7 +345,7 @@ func TestHostileNoReads(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("registrations still wait behind a peer that does not read")
 	}
-	if p.readyLink() != nil && p.link.tl.Err() == nil {
+	if l := p.readyLink(); l != nil && l.tl.Err() == nil {
 		t.Fatal("the link of a peer that does not read is still up")
 	}
 }

@@ -43,7 +43,7 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int, st *readState) err
 			st.hold(p, e.Seq, m)
 			return nil
 		}
-		return p.inbox.put(n.ctx, nil, &p.stalled, m)
+		return p.inbox.put(n.ctx, nil, m)
 	case codec.KindRequest:
 		if string(e.Topic) != StatusTopic && !ident.maySend(string(e.Topic)) {
 			return n.forbidden(st, p, ident, e.ID, string(e.Topic), "send requests to topic "+string(e.Topic))
@@ -89,8 +89,8 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int, st *readState) err
 // requestSlot takes a request slot for a request from p, once p's queue
 // has room for the reply and fewer than MaxRequests of p's requests wait
 // to be answered: a peer that does not take its replies gets no more of
-// them, and holds up only its own requests. On the reader (noWait) it takes one only if that needs no
-// waiting, and returns errPark otherwise.
+// them, and holds up only its own requests. On the reader (noWait) it
+// takes one only if that needs no waiting, and returns errPark otherwise.
 func (n *Node) requestSlot(p *peer, noWait bool) error {
 	if noWait {
 		if !p.hasRoom() || p.answering.Load() >= int32(n.cfg.MaxRequests) {
@@ -104,8 +104,6 @@ func (n *Node) requestSlot(p *peer, noWait bool) error {
 			return errPark
 		}
 	}
-	p.stalled.Add(1)
-	defer p.stalled.Add(-1)
 	for p.answering.Load() >= int32(n.cfg.MaxRequests) {
 		select {
 		case <-p.answered:

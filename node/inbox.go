@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"sync"
-	"sync/atomic"
 )
 
 // inbox holds the one-way messages received from one peer until a single
@@ -35,28 +34,21 @@ func newInbox(max int) *inbox {
 
 // put appends m, waiting while the inbox is over its bound (a message
 // larger than the bound is still accepted into an empty inbox) until ctx
-// ends or stop is closed (then ErrClosed: the consumer is gone). stalled,
-// if not nil, counts the wait.
-func (b *inbox) put(ctx context.Context, stop <-chan struct{}, stalled *atomic.Int32, m inMsg) error {
-	return b.putAll(ctx, stop, stalled, []inMsg{m}, m.size)
+// ends or stop is closed (then ErrClosed: the consumer is gone).
+func (b *inbox) put(ctx context.Context, stop <-chan struct{}, m inMsg) error {
+	return b.putAll(ctx, stop, []inMsg{m}, m.size)
 }
 
 // putAll appends ms, which take size bytes, as put does for one message:
 // a link's reader hands over what one read brought in one step.
-func (b *inbox) putAll(ctx context.Context, stop <-chan struct{}, stalled *atomic.Int32, ms []inMsg, size int) error {
+func (b *inbox) putAll(ctx context.Context, stop <-chan struct{}, ms []inMsg, size int) error {
 	for !b.tryPutAll(ms, size) {
-		if stalled != nil {
-			stalled.Add(1)
-		}
 		var stopped bool
 		select {
 		case <-b.room:
 		case <-ctx.Done():
 		case <-stop:
 			stopped = true
-		}
-		if stalled != nil {
-			stalled.Add(-1)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

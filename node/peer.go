@@ -107,9 +107,10 @@ type peer struct {
 	// leaveSent: our Leave has queued its leave notice to the peer.
 	leaveSent atomic.Bool
 
-	// stalled counts the link readers waiting for room here (a full
-	// inbox, all request slots busy): such a link is quiet because of us,
-	// not because the peer went silent.
+	// stalled counts the link readers waiting for room to park work
+	// (waitParkRoom): such a link is quiet because of us, not because the
+	// peer went silent. The admitter's waits do not count: the reader goes
+	// on counting what arrives meanwhile.
 	stalled atomic.Int32
 
 	sent, resent, recv, dups atomic.Uint64

@@ -251,15 +251,11 @@ func (l *plink) readFrames() error {
 		for i, b := range batch {
 			batch[i] = nil
 			if stop, err := l.frame(b, &st); stop || err != nil {
-				if ferr := st.release(l.p); err == nil {
-					err = ferr
-				}
+				st.release(l.p)
 				return err
 			}
 		}
-		if err := st.release(l.p); err != nil {
-			return err
-		}
+		st.release(l.p)
 		st.ackIfDue(l)
 	}
 }
@@ -323,9 +319,9 @@ func (st *readState) flush(p *peer) {
 // release flushes and lets p.inMu go: at the end of a read, and before
 // anything that takes p.inMu itself or ends the peer. Unless work is
 // parked, everything accepted has now been handed over.
-func (st *readState) release(p *peer) error {
+func (st *readState) release(p *peer) {
 	if !st.locked {
-		return nil
+		return
 	}
 	st.flush(p)
 	if !p.admitting {
@@ -333,7 +329,6 @@ func (st *readState) release(p *peer) error {
 	}
 	p.inMu.Unlock()
 	st.locked = false
-	return nil
 }
 
 // ackIfDue asks for an acknowledgement once enough has arrived, or arms
@@ -367,9 +362,7 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 		if err := codec.Msgpack.Unmarshal(e.Body, &h); err != nil || h.Epoch == 0 || h.FirstSeq == 0 {
 			return true, n.protocolError(p, errors.New("malformed hello"))
 		}
-		if err := st.release(p); err != nil {
-			return true, err
-		}
+		st.release(p)
 		p.resume(h)
 		l.helloCh <- h
 		return false, nil
@@ -380,9 +373,7 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 			p.applyAck(e.ID, e.Ack)
 		case e.Kind == codec.KindControl && string(e.Topic) == ctlPing:
 		case e.Kind == codec.KindControl && string(e.Topic) == ctlLeave:
-			if err := st.release(p); err != nil {
-				return true, err
-			}
+			st.release(p)
 			n.peerLeft(p, "it closed")
 			return true, nil
 		default:
@@ -405,9 +396,7 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 		return false, nil
 	}
 	if e.Seq != cur+1 {
-		if err := st.release(p); err != nil {
-			return true, err
-		}
+		st.release(p)
 		return true, n.protocolError(p, errors.New("sequence gap"))
 	}
 	p.recvSeq.Store(e.Seq)
@@ -426,9 +415,7 @@ func (l *plink) frame(b []byte, st *readState) (stop bool, err error) {
 		return true, err
 	}
 	if e.Kind == codec.KindControl && string(e.Topic) == ctlLeave {
-		if err := st.release(p); err != nil {
-			return true, err
-		}
+		st.release(p)
 		// The peer's Leave waits for this acknowledgement, which the
 		// delayed-ack timer would send after the link is gone.
 		l.ackNow()

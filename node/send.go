@@ -153,7 +153,7 @@ func (n *Node) deliverLocal(ctx context.Context, topic string, body []byte, flag
 	if n.closing() {
 		return ErrClosed
 	}
-	return n.self.put(ctx, n.done, nil, inMsg{
+	return n.self.put(ctx, n.done, inMsg{
 		msg:   Msg{From: n.cfg.Name, FromID: n.id, Topic: topic, body: body, flags: flags},
 		id:    sid,
 		size:  len(body) + len(topic),
