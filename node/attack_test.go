@@ -349,3 +349,31 @@ func TestHostileNoReads(t *testing.T) {
 		t.Fatal("the link of a peer that does not read is still up")
 	}
 }
+
+// TestSilentPeerWithWaitingRequests: a peer that stops acknowledging and
+// then goes silent, with requests of its waiting for room for their
+// replies, still has its link dropped by the heartbeat: work waiting on
+// the peer does not count as a sign of life.
+func TestSilentPeerWithWaitingRequests(t *testing.T) {
+	cfg := testConfig("v")
+	cfg.HeartbeatTimeout = time.Second
+	victim := startNode(t, cfg)
+	HandleFunc(victim, "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
+	ctx := testCtx(t, 60*time.Second)
+	tl := dialAsFake(t, ctx, victim, true)
+	body, _ := codec.Msgpack.Marshal(strings.Repeat("x", 1000))
+	const requests = 8000
+	for seq := uint64(1); seq <= requests; seq++ {
+		e := codec.Envelope{Kind: codec.KindRequest, Seq: seq, ID: seq, Topic: []byte("echo"), Body: body}
+		if err := tl.Send(ctx, codec.AppendEnvelope(nil, &e)); err != nil {
+			t.Fatalf("request %d: %v", seq, err)
+		}
+	}
+	p := fakePeer(t, victim)
+	waitFor(t, "the fake peer's requests to wait for room", 30*time.Second, func() bool {
+		p.inMu.Lock()
+		defer p.inMu.Unlock()
+		return p.recvSeq.Load() == requests && p.admitting
+	})
+	waitFor(t, "the silent link to be dropped", 20*time.Second, func() bool { return p.readyLink() == nil })
+}
