@@ -1,10 +1,13 @@
 package auth
 
 import (
+	"context"
 	"crypto/ecdh"
 	"crypto/mlkem"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +319,82 @@ func TestSCRAMServerAuthenticate(t *testing.T) {
 	}
 	if _, err := users.Authenticate("9bad", "x"); !errors.Is(err, ErrSCRAMUserName) {
 		t.Errorf("bad name: %v", err)
+	}
+}
+
+// cutConn closes its connection on the write after its first writes, as
+// a client that gives up in the middle of a handshake does.
+type cutConn struct {
+	net.Conn
+	writes int
+}
+
+func (c *cutConn) Write(p []byte) (int, error) {
+	if c.writes == 0 {
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	c.writes--
+	return c.Conn.Write(p)
+}
+
+// TestAbortedLoginsFreeTheirPlace: a handshake that fails after the server
+// started a login conversation drops it at once. Left to expire (30 s),
+// aborted handshakes filled the server's table of pending conversations
+// and pushed honest logins out of it.
+func TestAbortedLoginsFreeTheirPlace(t *testing.T) {
+	users := userServer(t)
+	key := testKey(t)
+	for _, mode := range []Mode{ModeNative, ModePython} {
+		// Cut the client after 0, 1, ... writes, until it has written all
+		// it needs to log in.
+		for writes := 0; ; writes++ {
+			rc, rs := tcpPair(t)
+			c := Client(&cutConn{Conn: rc, writes: writes}, &Config{Mode: mode, Key: key, User: "alice", Password: "pencil"})
+			s := Server(rs, &Config{Mode: mode, Key: key, Users: users, Require: RequireKeyAndUser})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			done := make(chan error, 1)
+			go func() { done <- s.HandshakeContext(ctx) }()
+			cerr := c.HandshakeContext(ctx)
+			c.Close()
+			serr := <-done
+			cancel()
+			s.Close()
+			if cerr == nil {
+				if writes < 2 {
+					t.Fatalf("%v: a client cut after %d writes logged in", mode, writes)
+				}
+				break
+			}
+			if serr == nil {
+				t.Fatalf("%v: the server finished a handshake cut after %d writes", mode, writes)
+			}
+		}
+	}
+	users.mu.Lock()
+	defer users.mu.Unlock()
+	if len(users.pending) != 0 {
+		t.Fatalf("%d login conversations of failed handshakes are still pending", len(users.pending))
+	}
+}
+
+// TestConnPrintsNoSecrets: whatever the verb, a Conn prints its addresses,
+// not the session's traffic secrets.
+func TestConnPrintsNoSecrets(t *testing.T) {
+	c, s := sealedPair(t)
+	for _, conn := range []*Conn{c, s} {
+		secrets := []string{fmt.Sprint(conn.out.secret[:4]), fmt.Sprint(conn.in.secret[:4]), fmt.Sprintf("%x", conn.out.secret[:4])}
+		var out strings.Builder
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x"} {
+			out.WriteString(fmt.Sprintf(verb, conn))
+		}
+		for _, sec := range secrets {
+			if strings.Contains(out.String(), sec) {
+				t.Fatalf("a Conn prints a secret:\n%s", out.String())
+			}
+		}
+		if !strings.Contains(out.String(), conn.RemoteAddr().String()) {
+			t.Fatalf("a Conn prints too little: %s", out.String())
+		}
 	}
 }
