@@ -202,6 +202,11 @@ func (n *Node) deliver(im *inMsg) {
 			n.runMsgHandler(s, m)
 			return
 		}
+		// Passed on only once, and only from a peer: this node's own
+		// inbox goroutine, which would run it, may not wait on that inbox.
+		if m.flags&flagPassedOn == 0 && im.from != nil && n.passOn(im) {
+			return
+		}
 		n.notHandled(im, "its queue subscription is gone")
 		return
 	}
@@ -220,6 +225,28 @@ func (n *Node) deliver(im *inMsg) {
 	if len(subs) == 0 && im.reply {
 		n.notHandled(im, "no handler for topic "+m.Topic)
 	}
+}
+
+// passOn gives a queue message that arrived after its subscription here
+// was removed to another member of the subscription's group, so that it
+// still reaches exactly one member. It reports false when there is none
+// (or the subscription is no longer remembered).
+func (n *Node) passOn(im *inMsg) bool {
+	s := n.local.goneQueue(im.id)
+	if s == nil || s.topic != im.msg.Topic {
+		return false
+	}
+	n.routes.mu.RLock()
+	g := n.routes.queues[s.topic][s.group]
+	n.routes.mu.RUnlock()
+	if g == nil {
+		return false
+	}
+	err := n.sendToGroup(n.ctx, g, s.topic, im.msg.body, im.msg.flags|flagPassedOn)
+	if err != nil {
+		n.log.Debug("queue message not passed on", "topic", s.topic, "group", s.group, "err", err)
+	}
+	return err == nil
 }
 
 // notHandled reports a one-way message that found no handler: to its

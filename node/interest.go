@@ -59,7 +59,15 @@ type localTable struct {
 	mu      sync.Mutex
 	nextSID uint64
 	snap    atomic.Pointer[localSnapshot]
+
+	// The queue subscriptions removed last, by id (guarded by mu), so
+	// that a message still on its way to one finds its group.
+	gone      map[uint64]*Subscription
+	goneOrder []uint64
 }
+
+// goneKept is how many removed queue subscriptions a node remembers.
+const goneKept = 1024
 
 // localSnapshot is one immutable state of a localTable.
 type localSnapshot struct {
@@ -110,6 +118,16 @@ func (t *localTable) remove(s *Subscription) {
 	next := t.snap.Load().clone()
 	delete(next.bySID, s.sid)
 	switch s.kind {
+	case interestQueue:
+		if t.gone == nil {
+			t.gone = make(map[uint64]*Subscription)
+		}
+		if len(t.goneOrder) == goneKept {
+			delete(t.gone, t.goneOrder[0])
+			t.goneOrder = append(t.goneOrder[:0], t.goneOrder[1:]...)
+		}
+		t.gone[s.sid] = s
+		t.goneOrder = append(t.goneOrder, s.sid)
 	case interestService:
 		delete(next.handlers, s.topic)
 	case interestSub:
@@ -155,6 +173,14 @@ func (t *localTable) intern(topic []byte) string {
 
 func (t *localTable) bySub(sid uint64) *Subscription {
 	return t.snap.Load().bySID[sid]
+}
+
+// goneQueue returns the removed queue subscription with id sid, if this
+// node still remembers it.
+func (t *localTable) goneQueue(sid uint64) *Subscription {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.gone[sid]
 }
 
 // ops returns an interest op adding every registration, for a snapshot.
@@ -500,7 +526,10 @@ func (n *Node) Subscribe(topic string, h MsgHandler) (*Subscription, error) {
 
 // QueueSubscribe registers h in queue group group of topic: each message
 // published to topic reaches exactly one member of each group, the
-// members taking turns.
+// members taking turns. A message that reaches a member just after it
+// unsubscribed is passed on by that member to another one of the group
+// (whose handler then sees that member as Msg.From); only when none is
+// left does it go to the publisher's Config.Undeliverable.
 func (n *Node) QueueSubscribe(topic, group string, h MsgHandler) (*Subscription, error) {
 	if group == "" {
 		return nil, errors.New("node: queue group name is empty")

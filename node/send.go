@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/seed0811993b/conclave/codec"
@@ -97,12 +98,17 @@ func (n *Node) Publish(ctx context.Context, topic string, v any) error {
 		}
 	}
 	for _, g := range groups {
-		if err := n.sendToGroup(ctx, g, topic, body, flags|flagQueue); err != nil {
+		// A group whose last member left since publishTargets is a topic
+		// without subscribers, which is not an error.
+		if err := n.sendToGroup(ctx, g, topic, body, flags|flagQueue); err != nil && !errors.Is(err, errNoMembers) {
 			return err
 		}
 	}
 	return nil
 }
+
+// errNoMembers: a queue group has no members left.
+var errNoMembers = errors.New("node: the queue group has no members")
 
 // sendToGroup delivers one message to one live member of g, trying the
 // members in turn from the group's next one.
@@ -111,7 +117,7 @@ func (n *Node) sendToGroup(ctx context.Context, g *queueGroup, topic string, bod
 	members := g.members
 	n.routes.mu.RUnlock()
 	if len(members) == 0 {
-		return nil
+		return errNoMembers
 	}
 	start := int(g.next.Add(1))
 	var last error

@@ -18,6 +18,10 @@ const (
 	// flagBroadcast: a Data envelope sent to every member; a receiver without
 	// a handler drops it without answering.
 	flagBroadcast uint8 = 1 << 3
+	// flagPassedOn: a queue message that a member whose subscription had
+	// gone passed on to another member of the group; it is not passed on
+	// again.
+	flagPassedOn uint8 = 1 << 4
 )
 
 // Control envelope topics.
