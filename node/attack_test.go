@@ -276,13 +276,13 @@ func TestHostileResyncFlood(t *testing.T) {
 		// An answer still pending waits for room that never comes.
 		return p.admitted.Load() == asks && (!p.resyncPending.Load() || !p.hasRoom())
 	})
-	// A snapshot being sent holds the interest lock: once we have had it,
-	// every answer given is queued.
+	// A snapshot being sent holds the interest lock: under it, every
+	// answer given is queued.
 	victim.routes.order.Lock()
-	victim.routes.order.Unlock()
 	p.mu.Lock()
 	queued := p.queued
 	p.mu.Unlock()
+	victim.routes.order.Unlock()
 	snapshot := len(marshalControl(victim.local.ops()))
 	if limit := cfg.SendQueueBytes + 2*snapshot; queued > limit {
 		t.Fatalf("the victim holds %d bytes for a peer that acknowledges nothing; bound %d + a snapshot of %d", queued, cfg.SendQueueBytes, snapshot)
