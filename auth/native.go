@@ -41,7 +41,9 @@ type nativeClient struct {
 	keys  *clientKeys // ephemeral keys; preset only by known-answer tests
 	hs    []byte
 	scram *SCRAMClient // the user login, in the user mechanisms
-	res   handshakeResult
+	// sigPad hides the server's SCRAM signature on the wire (scramMasks).
+	sigPad []byte
+	res    handshakeResult
 }
 
 type nativeServer struct {
@@ -206,6 +208,9 @@ func (c *nativeClient) finish(in []byte) ([]byte, bool, error) {
 		if clientProof, err = c.scram.FinalBound(challenge.Salt, challenge.Iterations, challenge.CombinedNonce, th2); err != nil {
 			return nil, false, err
 		}
+		var proofPad []byte
+		proofPad, c.sigPad = scramMasks(c.hs, th2)
+		clientProof = xorB64(clientProof, proofPad)
 	}
 	return c.tr.send(marshalFinished(msgClientFinished, proof(c.hs, labelClientProof, th2), clientProof)), false, nil
 }
@@ -230,7 +235,7 @@ func (c *nativeClient) verifyServer(in []byte) error {
 	}
 	if c.scram != nil {
 		// A server that cannot sign does not hold our verifier: an impostor.
-		if err := c.scram.VerifyServer(signature); err != nil {
+		if err := c.scram.VerifyServer(xorB64(signature, c.sigPad)); err != nil {
 			return err
 		}
 	}
@@ -389,14 +394,15 @@ func (s *nativeServer) finish(in []byte) ([]byte, error) {
 	}
 	var signature string
 	if usesSCRAM(s.mech) {
+		proofPad, sigPad := scramMasks(s.hs, s.th2)
 		login, err := s.cfg.Users.Finish(SCRAMProof{
-			User: s.user, CombinedNonce: s.combined, ClientProof: clientProof,
+			User: s.user, CombinedNonce: s.combined, ClientProof: xorB64(clientProof, proofPad),
 			ChannelBinding: s.th2, Remote: s.remote,
 		})
 		if err != nil {
 			return nil, err
 		}
-		signature = login.ServerSignature
+		signature = xorB64(login.ServerSignature, sigPad)
 		s.res.state.PeerUser, s.res.state.PeerRoles, s.res.state.PeerTopics = login.User, login.Roles, login.Topics
 	}
 	if s.cfg.Authorize != nil {

@@ -17,6 +17,7 @@ const (
 	labelKey         = "conclave/1 key"
 	labelIV          = "conclave/1 iv"
 	labelNext        = "conclave/1 next"
+	labelSCRAMMask   = "conclave/1 scram mask"
 )
 
 // transcript hashes every handshake frame, header included, in wire order.
@@ -57,6 +58,16 @@ func proof(hs []byte, label string, th []byte) []byte {
 	m.Write([]byte(label))
 	m.Write(th)
 	return m.Sum(nil)
+}
+
+// scramMasks returns the pads that hide a user login's client proof and
+// server signature on the wire. Both are computed from the password and
+// bytes a recording holds, so sent in the clear either would let whoever
+// records one login test password guesses offline; the pads come from the
+// handshake secret, which a recording does not give.
+func scramMasks(hs, th2 []byte) (client, server []byte) {
+	m := expand(hs, labelSCRAMMask, th2, 2*sha256.Size)
+	return m[:sha256.Size], m[sha256.Size:]
 }
 
 // trafficSecrets returns the client-to-server and server-to-client secrets,

@@ -159,6 +159,20 @@ func decodeB64(s string) ([]byte, error) { return base64.StdEncoding.Strict().De
 
 func encodeB64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
+// xorB64 returns the standard base64 of the bytes of text XOR pad. A text
+// that is not base64 of len(pad) bytes comes back as it is, so that the SCRAM
+// check refuses it exactly as it refuses any malformed proof or signature.
+func xorB64(text string, pad []byte) string {
+	b, err := decodeB64(text)
+	if err != nil || len(b) != len(pad) {
+		return text
+	}
+	for i := range b {
+		b[i] ^= pad[i]
+	}
+	return encodeB64(b)
+}
+
 // scramChannelBinding returns the c= attribute: "biws" for no binding, else
 // base64 of the GS2 header "p=conclave-transcript,," and the binding bytes.
 // A non-nil empty binding is an error, so that a caller's empty hash never
