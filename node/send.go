@@ -21,6 +21,11 @@ func (p *peer) sendControl(topic string, body []byte) {
 // message that cannot be delivered (the receiver fails, leaves or has no
 // handler for topic) goes to Config.Undeliverable. A []byte v travels as
 // raw bytes; anything else is encoded with msgpack.
+//
+// Every queue on the way is bounded, so a cycle of waits can only end with
+// a context: if handlers on two nodes each Send to the other while both
+// inboxes are full, each waits for the other's handler. A handler that sends
+// towards a node that may be sending back should give Send a deadline.
 func (n *Node) Send(ctx context.Context, to, topic string, v any) error {
 	if err := n.checkTopic(topic); err != nil {
 		return err
