@@ -28,8 +28,8 @@ type ConnectionState struct {
 	// Sealed reports whether traffic after the handshake is encrypted and
 	// authenticated. False in ModePython: its frames travel in plaintext.
 	Sealed bool
-	// Mechanism is what the native handshake proved: "cluster key", "user
-	// login" or "cluster key and user login". Empty in ModePython.
+	// Mechanism is what the native handshake proved: MechanismKey,
+	// MechanismUser or MechanismKeyAndUser. Empty in ModePython.
 	Mechanism string
 	// PeerName is the name the peer announced and proved along with the key.
 	// Any key holder may claim any name. Empty in ModePython.

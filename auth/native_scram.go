@@ -39,15 +39,23 @@ func (c *Config) mechanismRequired() byte {
 func usesKey(mech byte) bool   { return mech != mechSCRAM }
 func usesSCRAM(mech byte) bool { return mech == mechSCRAM || mech == mechKeyAndSCRAM }
 
+// The values of ConnectionState.Mechanism after a native handshake: what
+// the peer proved.
+const (
+	MechanismKey        = "cluster key"
+	MechanismUser       = "user login" // a password, and no cluster key
+	MechanismKeyAndUser = "cluster key and user login"
+)
+
 // mechanismName names a mechanism for errors and ConnectionState.
 func mechanismName(mech byte) string {
 	switch mech {
 	case mechSharedKey:
-		return "cluster key"
+		return MechanismKey
 	case mechSCRAM:
-		return "user login"
+		return MechanismUser
 	case mechKeyAndSCRAM:
-		return "cluster key and user login"
+		return MechanismKeyAndUser
 	}
 	return fmt.Sprintf("mechanism %d", mech)
 }

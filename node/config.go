@@ -19,6 +19,7 @@ const (
 	DefaultHeartbeatInterval = 250 * time.Millisecond
 	DefaultHeartbeatTimeout  = 2 * time.Second
 	DefaultMaxRequests       = 1024
+	DefaultMaxClientsPerUser = 256
 )
 
 // Config configures a Node. Name and Key are required; every other zero
@@ -90,6 +91,12 @@ type Config struct {
 	// docs/security.md.
 	Users   *auth.SCRAMServer
 	Require auth.Require
+
+	// MaxClientsPerUser bounds the peers one user may have here at once
+	// through links that logged in with a password and no cluster key
+	// (clients): a further login as that user is refused until one ends.
+	// Default: DefaultMaxClientsPerUser.
+	MaxClientsPerUser int
 
 	// SendQueueBytes bounds, per peer, the encoded messages sent but not yet
 	// acknowledged. A send waits for room, so a slow consumer slows its
@@ -173,6 +180,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxRequests <= 0 {
 		c.MaxRequests = DefaultMaxRequests
+	}
+	if c.MaxClientsPerUser <= 0 {
+		c.MaxClientsPerUser = DefaultMaxClientsPerUser
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval

@@ -9,13 +9,28 @@ import (
 	"github.com/seed0811993b/conclave/auth"
 )
 
-// authorize refuses, inside the handshake, a gossip member that logged in
-// as a user who may not be a member (auth.Config.Authorize): its dial fails
+// authorize refuses, inside the handshake (auth.Config.Authorize), a user
+// login that may not take the member ID it presents (claim.go), and a gossip
+// member that logged in as a user who may not be a member: its dial fails
 // with auth.ErrNotAllowed, so it hears why instead of seeing its links
 // close. Clients (not in the gossip) are held to their roles per message.
 func (n *Node) authorize(st auth.ConnectionState) error {
+	n.claimMu.Lock()
+	defer n.claimMu.Unlock()
+	err := n.loginErr(st)
+	if err != nil {
+		n.log.Warn("refusing a user login", "peer", st.PeerName, "user", st.PeerUser, "roles", st.PeerRoles, "why", err)
+	}
+	return err
+}
+
+// loginErr is authorize's verdict. Callers hold claimMu.
+func (n *Node) loginErr(st auth.ConnectionState) error {
 	if st.PeerUser == "" {
 		return nil
+	}
+	if err := n.claimErr(st); err != nil {
+		return err
 	}
 	n.mu.Lock()
 	p := n.byID[st.PeerName]
@@ -24,7 +39,6 @@ func (n *Node) authorize(st auth.ConnectionState) error {
 	if p == nil || !p.inGossip.Load() || id.mayServe("") {
 		return nil
 	}
-	n.log.Warn("refusing a cluster member that logged in as a user who may not serve", "peer", st.PeerName, "user", st.PeerUser, "roles", st.PeerRoles)
 	return fmt.Errorf("%s may not be a cluster member", id)
 }
 

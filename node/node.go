@@ -38,6 +38,10 @@ type Node struct {
 	done   <-chan struct{}
 	wg     sync.WaitGroup
 
+	// claimMu orders user logins' claims on member IDs (claim.go) with the
+	// creation and binding of their peers.
+	claimMu sync.Mutex
+
 	mu       sync.Mutex
 	byID     map[string]*peer
 	byName   map[string]*peer                 // the newest live incarnation of each name
@@ -230,29 +234,41 @@ func (n *Node) acceptLoop() {
 			return
 		}
 		id := tl.ConnectionState().PeerName
-		name, boot, ok := splitID(id)
-		if !ok || id == n.id {
+		if _, _, ok := splitID(id); !ok || id == n.id {
 			n.log.Warn("refusing a link with a bad member ID", "peer", id, "remote", tl.RemoteAddr().String())
 			tl.Close()
 			continue
 		}
-		p := n.peerUp(id, name, boot, netip.AddrPort{}, nil, false)
+		p := n.adopt(tl.ConnectionState())
 		if p == nil {
 			tl.Close()
 			continue
 		}
-		if st := tl.ConnectionState(); st.PeerUser != "" {
-			if n.authorize(st) != nil { // gossip learned of it since the handshake
-				tl.Close()
-				continue
-			}
-			ident := n.loggedIn(st)
-			if old := p.ident.Swap(ident); !old.same(ident) {
-				p.sendControl(ctlWhoami, ident.whoami())
-			}
-		}
 		p.attach(tl, id)
 	}
+}
+
+// adopt finds or creates the peer an authenticated incoming link speaks
+// for and binds it to the link's user login, or returns nil when the node
+// is closing or the login may not take that peer (what changed since the
+// handshake's own check: gossip learned of it, or another link claimed it).
+func (n *Node) adopt(st auth.ConnectionState) *peer {
+	n.claimMu.Lock()
+	defer n.claimMu.Unlock()
+	if err := n.loginErr(st); err != nil {
+		n.log.Warn("refusing a link", "peer", st.PeerName, "user", st.PeerUser, "why", err)
+		return nil
+	}
+	name, boot, _ := splitID(st.PeerName)
+	p := n.peerUp(st.PeerName, name, boot, netip.AddrPort{}, nil, false)
+	if p == nil || st.PeerUser == "" {
+		return p
+	}
+	ident := n.loggedIn(st)
+	if old := p.ident.Swap(ident); !old.same(ident) {
+		p.sendControl(ctlWhoami, ident.whoami())
+	}
+	return p
 }
 
 // splitID splits a member ID into its stable name and boot id.
