@@ -288,7 +288,7 @@ func startDiscovery(cfg discoveryConfig, onEvent func(discoEvent)) (*discovery, 
 	c.AdvertiseAddr = adv.Addr().String()
 	c.AdvertisePort = int(adv.Port())
 	if adv.Port() == 0 {
-		c.AdvertisePort = int(bind.Port()) // memberlist fills it in when that is 0 too
+		c.AdvertisePort = int(bind.Port()) // filled in below when that is 0 too
 	}
 	c.SecretKey = gossipKey(cfg.Key, cfg.Cluster)
 	c.Label = discoLabelPrefix + cfg.Cluster
@@ -299,15 +299,25 @@ func startDiscovery(cfg discoveryConfig, onEvent func(discoEvent)) (*discovery, 
 	c.Events = dd
 	c.Alive = dd
 	c.Logger = newMemberlistLogger(d.log)
+	tr, err := newGuardedTransport(c.BindAddr, c.BindPort, c.Logger, c.TCPTimeout/4)
+	if err != nil {
+		return nil, fmt.Errorf("node: start gossip on %s: %w", cfg.Bind, err)
+	}
+	if c.BindPort == 0 {
+		c.BindPort = tr.Port()
+		c.AdvertisePort = c.BindPort
+	}
+	c.Transport = tr
 
 	// c.SecretKey must not be cleared afterwards: memberlist's keyring keeps
 	// that very slice, not a copy.
 	ml, err := memberlist.Create(c)
 	if err != nil {
+		_ = tr.Shutdown()
 		return nil, fmt.Errorf("node: start gossip on %s: %w", cfg.Bind, err)
 	}
 	d.ml = ml
-	// memberlist wrote the port it bound back into c. LocalNode() has it too,
+	// c holds the port bound. LocalNode() has it too,
 	// but its fields are rewritten under memberlist's lock whenever we refute
 	// a suspicion, so reading them here would race.
 	d.addr = netip.AddrPortFrom(adv.Addr(), uint16(c.AdvertisePort))
