@@ -69,7 +69,9 @@ type Conn struct {
 	hsMu   sync.Mutex
 	hsDone atomic.Bool
 	hsErr  error
-	state  ConnectionState
+	// spoke: a whole handshake message from the peer has arrived.
+	spoke atomic.Bool
+	state ConnectionState
 
 	// inMu guards the reading side.
 	inMu    sync.Mutex
@@ -237,6 +239,7 @@ func (c *Conn) run(h handshaker) error {
 		if rerr != nil {
 			return handshakeReadErr(rerr)
 		}
+		c.spoke.Store(true)
 		out, done, err = h.step(in)
 	}
 }
@@ -279,6 +282,11 @@ func handshakeReadErr(err error) error {
 	}
 	return fmt.Errorf("auth: handshake: %w", err)
 }
+
+// PeerSpoke reports whether a whole handshake message from the peer has
+// arrived. A server that must shed unauthenticated connections drops those
+// that have not spoken first: holding one open costs an attacker nothing.
+func (c *Conn) PeerSpoke() bool { return c.spoke.Load() }
 
 // ConnectionState returns the state of a finished handshake; before that it
 // returns the zero value.

@@ -294,3 +294,105 @@ func TestAttackFloodOfUnauthenticatedConnections(t *testing.T) {
 			n, flood, wantClosed, transport.DefaultMaxPendingHandshakes)
 	}
 }
+
+// gatedConn holds a dialer's handshake between its messages: heard closes
+// when the first bytes arrive from the server, and the second write (the
+// ClientFinished, after a user login's slow password step) waits for gate.
+type gatedConn struct {
+	net.Conn
+	heard, gate chan struct{}
+	once        sync.Once
+	writes      atomic.Int32
+}
+
+func (c *gatedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.once.Do(func() { close(c.heard) })
+	}
+	return n, err
+}
+
+func (c *gatedConn) Write(p []byte) (int, error) {
+	if c.writes.Add(1) == 2 {
+		<-c.gate
+	}
+	return c.Conn.Write(p)
+}
+
+// TestAttackFloodDuringSlowLogin: while a user login's client derives its
+// password key, between ServerHello and ClientFinished, a flood of silent
+// connections fills the pending set many times over. The Listener drops
+// silent connections first, so the login, which has spoken, keeps its place.
+func TestAttackFloodDuringSlowLogin(t *testing.T) {
+	const maxPending = 8
+	cred, err := auth.NewCredential("pw-alice", auth.MinSCRAMIterations, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred.Roles = []string{auth.RoleClient}
+	users, err := auth.NewSCRAMServer(auth.CredentialMap{"alice": cred}, auth.SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, &transport.Config{MaxPendingHandshakes: maxPending,
+		Auth: &auth.Config{Users: users, Require: auth.RequireUser}})
+
+	raw, err := net.Dial("tcp", srv.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedConn{Conn: raw, heard: make(chan struct{}), gate: make(chan struct{})}
+	t.Cleanup(sync.OnceFunc(func() { close(g.gate) }))
+	login := auth.Client(g, &auth.Config{User: "alice", Password: "pw-alice"})
+	t.Cleanup(func() { _ = login.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), attackWait)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- login.HandshakeContext(ctx) }()
+	select {
+	case <-g.heard: // the server has the ClientHello and answered it
+	case err := <-done:
+		t.Fatalf("login ended before the ServerHello: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no ServerHello")
+	}
+
+	// Three times the pending set in silent connections; wait until the
+	// Listener has dropped two sets' worth of them.
+	const flood = 3 * maxPending
+	var dropped sync.WaitGroup
+	dropped.Add(2 * maxPending)
+	var count atomic.Int32
+	for range flood {
+		c, err := net.DialTimeout("tcp", srv.addr, attackWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		_ = c.SetReadDeadline(time.Now().Add(attackWait))
+		go func() {
+			var b [1]byte
+			if _, err := c.Read(b[:]); peerClosed(err) && count.Add(1) <= 2*maxPending {
+				dropped.Done()
+			}
+		}()
+	}
+	evicted := make(chan struct{})
+	go func() { dropped.Wait(); close(evicted) }()
+	select {
+	case <-evicted:
+	case err := <-done:
+		t.Fatalf("the login failed during the flood: %v", err)
+	case <-ctx.Done():
+		t.Fatalf("the Listener dropped %d of %d silent connections", count.Load(), flood)
+	}
+
+	g.gate <- struct{}{} // the ClientFinished goes out now
+	if err := <-done; err != nil {
+		t.Fatalf("the login after the flood: %v", err)
+	}
+	if lk := srv.accept(t); lk.ConnectionState().PeerUser != "alice" {
+		t.Fatalf("accepted a link for %q", lk.ConnectionState().PeerUser)
+	}
+}

@@ -23,7 +23,8 @@ type Listener struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the accept loop and every handshake goroutine
 
-	// mu guards pending, the unauthenticated connections, oldest first.
+	// mu guards pending, the unauthenticated connections (*auth.Conn),
+	// oldest first.
 	mu      sync.Mutex
 	pending *list.List
 }
@@ -108,27 +109,37 @@ func (l *Listener) acceptLoop() {
 	}
 }
 
-// admit starts a handshake, first dropping the oldest unauthenticated
-// connection when the pending set is full: an attacker who holds many silent
-// connections only ever pushes out its own oldest ones, while a legitimate
-// peer's handshake finishes in milliseconds.
+// admit starts a handshake, first dropping an unauthenticated connection
+// when the pending set is full: the oldest that has not yet sent a whole
+// handshake message, or else the oldest. An attacker who holds many silent
+// connections only ever pushes out its own, while a legitimate peer speaks
+// at once, and then keeps its place even through a slow step (a user
+// login's client derives its password key between two messages).
 func (l *Listener) admit(raw net.Conn) {
+	c := auth.Server(raw, l.cfg.Auth)
 	l.mu.Lock()
 	if l.pending.Len() >= l.cfg.maxPending() {
-		oldest := l.pending.Remove(l.pending.Front()).(net.Conn)
-		_ = oldest.Close()
-		l.cfg.logger().Debug("transport: dropped oldest pending handshake", "remote", oldest.RemoteAddr().String())
+		victim := l.pending.Front()
+		for e := victim; e != nil; e = e.Next() {
+			if !e.Value.(*auth.Conn).PeerSpoke() {
+				victim = e
+				break
+			}
+		}
+		dropped := l.pending.Remove(victim).(*auth.Conn).NetConn()
+		_ = dropped.Close()
+		l.cfg.logger().Debug("transport: dropped a pending handshake", "remote", dropped.RemoteAddr().String())
 	}
-	elem := l.pending.PushBack(raw)
+	elem := l.pending.PushBack(c)
 	l.mu.Unlock()
 
 	l.wg.Add(1)
-	go l.handshake(raw, elem)
+	go l.handshake(c, elem)
 }
 
-func (l *Listener) handshake(raw net.Conn, elem *list.Element) {
+func (l *Listener) handshake(c *auth.Conn, elem *list.Element) {
 	defer l.wg.Done()
-	lk, err := NewLink(l.ctx, auth.Server(raw, l.cfg.Auth), l.cfg)
+	lk, err := NewLink(l.ctx, c, l.cfg)
 	l.mu.Lock()
 	l.pending.Remove(elem) // a no-op when admit already evicted it
 	l.mu.Unlock()
@@ -137,7 +148,7 @@ func (l *Listener) handshake(raw net.Conn, elem *list.Element) {
 		if errors.Is(err, auth.ErrAuthFailed) || errors.Is(err, auth.ErrLegacyDigest) {
 			log = l.cfg.logger().Warn
 		}
-		log("transport: handshake failed", "remote", raw.RemoteAddr().String(), "err", err)
+		log("transport: handshake failed", "remote", c.RemoteAddr().String(), "err", err)
 		return
 	}
 	select {
