@@ -12,9 +12,10 @@ import (
 // restart. A key holder is trusted with any name (docs/security.md). A user
 // login is not: it may take only an ID and a name that are free or already
 // its own user's, so that no user can read another's replies or push a
-// member out of the cluster. A login without the cluster key (a client)
-// never takes the name of a member or of a key holder, and one user has at
-// most Config.MaxClientsPerUser such peers at once.
+// member out of the cluster. A login that could not be a member (no cluster
+// key, or a user who may not serve) never takes the name of a peer that
+// proved the key only, and one user has at most Config.MaxClientsPerUser
+// peers without the key at once.
 
 // claimErr says why the user login st may not take the member ID it
 // presents, or returns nil. Callers hold claimMu, so that the answer holds
@@ -30,7 +31,9 @@ func (n *Node) claimErr(st auth.ConnectionState) error {
 	if name == n.cfg.Name {
 		return fmt.Errorf("name %s is this node's own", name)
 	}
-	keyless := st.Mechanism == auth.MechanismUser
+	// Only a key holder that may serve could be a member, and only a
+	// member may take a member's place.
+	memberLike := st.Mechanism != auth.MechanismUser && n.loggedIn(st).mayServe("")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, p := range []*peer{n.byID[st.PeerName], n.byName[name]} {
@@ -43,11 +46,11 @@ func (n *Node) claimErr(st auth.ConnectionState) error {
 			// its own session, or a restart of it
 		case owner != "":
 			return fmt.Errorf("name %s is in use by another user", name)
-		case keyless:
+		case !memberLike:
 			return fmt.Errorf("name %s belongs to a cluster member", name)
 		}
 	}
-	if !keyless || n.byID[st.PeerName] != nil {
+	if st.Mechanism != auth.MechanismUser || n.byID[st.PeerName] != nil {
 		return nil
 	}
 	clients := 0

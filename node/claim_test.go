@@ -79,9 +79,10 @@ func TestLoginCannotTakeAnotherUsersID(t *testing.T) {
 	}
 }
 
-// A user without the cluster key may not present a member's name: n0 would
-// take it for a restart of that member and end it.
-func TestKeylessLoginCannotTakeMemberName(t *testing.T) {
+// A user who could not be a member (no cluster key, or a role that may not
+// serve) may not present a member's name: n0 would take it for a restart of
+// that member and end it.
+func TestNonMemberLoginCannotTakeMemberName(t *testing.T) {
 	creds := auth.CredentialMap{
 		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
 		"mon": testCredential(t, "mon", auth.RoleMonitor), "wk": testCredential(t, "wk", auth.RoleWorker),
@@ -99,10 +100,13 @@ func TestKeylessLoginCannotTakeMemberName(t *testing.T) {
 		}
 		t.Fatalf("a monitor client named n1: %v, want auth.ErrNotAllowed", err)
 	}
-	for _, user := range []string{"mon", "wk"} {
+	for _, tc := range []struct {
+		user string
+		key  auth.Key
+	}{{"mon", nil}, {"wk", nil}, {"mon", n0.cfg.Key}} {
 		for _, id := range []string{n1.ID(), freshID("n1"), freshID("n0")} {
-			if _, err := dialAs(t, n0, id, user, nil); !errors.Is(err, auth.ErrNotAllowed) {
-				t.Fatalf("%s without the key claiming %s: %v, want auth.ErrNotAllowed", user, id, err)
+			if _, err := dialAs(t, n0, id, tc.user, tc.key); !errors.Is(err, auth.ErrNotAllowed) {
+				t.Fatalf("%s (key %v) claiming %s: %v, want auth.ErrNotAllowed", tc.user, tc.key != nil, id, err)
 			}
 		}
 	}
