@@ -110,11 +110,23 @@ func (n *Node) dialLoop(p *peer, delay time.Duration) {
 			if errors.Is(err, auth.ErrNotAllowed) {
 				cause = ErrForbidden
 			}
-			n.peerDown(p, stateFailed, fmt.Errorf("%w: %w", cause, err), "it refused our credentials")
+			cause = fmt.Errorf("%w: %w", cause, err)
+			p.mu.Lock()
+			p.refusal = cause
+			p.mu.Unlock()
+			n.peerDown(p, stateFailed, cause, "it refused our credentials")
 			p.mu.Lock()
 			p.dialing = false
 			p.mu.Unlock()
 			return
+		case errors.Is(err, auth.ErrSCRAMRateLimited):
+			// Too many failed logins as our user: the peer will take
+			// one again later, so keep trying, but say so (awaitLogin).
+			n.log.Warn("link refused for now: too many failed logins as our user", "peer", p.id, "addr", addr.String())
+			p.mu.Lock()
+			p.refusal = err
+			p.mu.Unlock()
+			n.changed()
 		default:
 			n.log.Debug("dial failed", "peer", p.id, "addr", addr.String(), "err", err)
 		}
@@ -140,7 +152,7 @@ func (p *peer) attach(tl *transport.Link, dialer string) {
 		tl.Close()
 		return
 	}
-	p.link, p.ready = l, false
+	p.link, p.ready, p.refusal = l, false, nil
 	p.mu.Unlock()
 	if old != nil {
 		old.close()

@@ -112,9 +112,12 @@ func (n *Node) awaitLogin(ctx context.Context) error {
 				return nil
 			}
 			p.mu.Lock()
-			st, err := p.state, p.stateErr
+			st, err, refusal := p.state, p.stateErr, p.refusal
 			p.mu.Unlock()
 			switch {
+			case refusal != nil:
+				// Gossip may have revived it since; it still refuses us.
+				refused = refusal
 			case st == stateAlive:
 				open++
 			case errors.Is(err, auth.ErrNotAllowed) || errors.Is(err, auth.ErrAuthFailed):

@@ -51,9 +51,12 @@ type peer struct {
 	sendMu  sync.Mutex
 	nextSeq uint64 // guarded by sendMu
 
-	mu        sync.Mutex
-	state     peerState
-	stateErr  error // why the peer is no longer alive
+	mu       sync.Mutex
+	state    peerState
+	stateErr error // why the peer is no longer alive
+	// refusal: the peer refused our key or login on our latest dial, and
+	// no link has come up since. It outlives a revival by gossip.
+	refusal   error
 	addr      netip.AddrPort
 	tags      map[string]string
 	epoch     uint64 // our outbound stream's id, random per session

@@ -393,3 +393,45 @@ func TestRolesMemberFoundLate(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberLoginRefusedOrLimited: a member without the credential store
+// (it cannot check its own login) that joins with a wrong password fails
+// Start with the members' answer; once the members' rate limit for its user
+// is reached, Start fails at once with that reason, the right password
+// included, instead of starting as a member nobody will talk to.
+func TestMemberLoginRefusedOrLimited(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"w2": testCredential(t, "w2", auth.RoleWorker),
+	}
+	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{
+		RateLimit: auth.SCRAMRateLimit{UserBurst: 2, UserInterval: time.Hour}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startCluster(t, 2, func(i int, c *Config) {
+		c.Users, c.Require = users, auth.RequireKeyAndUser
+		c.User = []string{"w0", "w1"}[i]
+		c.Password = auth.Password("pw-" + c.User)
+	})
+	ctx := testCtx(t, 30*time.Second)
+	start := func(pw auth.Password) error {
+		c := testConfig("n7")
+		c.Join = []string{nodes[0].GossipAddr()}
+		c.User, c.Password = "w2", pw
+		n, err := Start(ctx, c)
+		if n != nil {
+			n.Close()
+		}
+		return err
+	}
+	// Two members, two failures: the burst is spent.
+	if err := start("wrong"); !errors.Is(err, auth.ErrAuthFailed) || errors.Is(err, auth.ErrSCRAMRateLimited) {
+		t.Fatalf("a wrong password: %v, want auth.ErrAuthFailed", err)
+	}
+	for _, pw := range []auth.Password{"wrong", "pw-w2"} {
+		if err := start(pw); !errors.Is(err, auth.ErrSCRAMRateLimited) {
+			t.Fatalf("password %q once the limit is reached: %v, want auth.ErrSCRAMRateLimited", string(pw), err)
+		}
+	}
+}
