@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"slices"
 	"time"
 
 	"github.com/seed0811993b/conclave/auth"
@@ -59,7 +61,7 @@ type Config struct {
 	// Default: the bound port.
 	LinkAdvertise string
 
-	// Join lists gossip addresses of existing members. Start fails if none
+	// Join lists gossip addresses (host:port) of existing members. Start fails if none
 	// can be joined. Empty: start a new cluster.
 	Join []string
 
@@ -165,6 +167,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if len(c.Connect) > 0 && len(c.Join) > 0 {
 		return c, errors.New("node: Config.Connect (a client) and Config.Join (a member) exclude each other")
+	}
+	for _, a := range append(slices.Clone(c.Join), c.Connect...) {
+		// Without a port memberlist would try this node's own gossip port.
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" || port == "0" {
+			return c, fmt.Errorf("node: address %q in Config.Join or Connect: want host:port", a)
+		}
 	}
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster

@@ -360,6 +360,10 @@ func (d *discovery) join(ctx context.Context, addrs []string) (int, error) {
 				break
 			}
 			n, err := d.ml.Join([]string{a})
+			if n > 0 && d.ml.NumMembers() == 1 {
+				// It answered, and knows no one but us: it is us.
+				n, err = 0, errors.New("that is this node's own gossip address")
+			}
 			r.n += n
 			if err != nil {
 				r.errs = append(r.errs, discoJoinError(a, err))

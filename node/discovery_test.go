@@ -979,3 +979,33 @@ func TestGossipLogBridge(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // between probes of a condition with a deadline
 	}
 }
+
+// A seed that is this node's own gossip address answers a join, but lets
+// the node into nothing: Start must not report success.
+func TestDiscoJoinSelf(t *testing.T) {
+	d, _ := discoStart(t, discoTestConfig(t, "self", 1))
+	ctx := testCtx(t, 10*time.Second)
+	if _, err := d.join(ctx, []string{d.gossipAddr().String()}); err == nil || !strings.Contains(err.Error(), "own gossip address") {
+		t.Fatalf("joining ourselves: %v", err)
+	}
+}
+
+// Seeds and link addresses need a port: without one memberlist would try
+// this node's own gossip port.
+func TestStartRefusesAddressesWithoutPort(t *testing.T) {
+	ctx := testCtx(t, 10*time.Second)
+	for _, edit := range []func(*Config){
+		func(c *Config) { c.Join = []string{"127.0.0.1"} },
+		func(c *Config) { c.Join = []string{"127.0.0.1:0"} },
+		func(c *Config) { c.Connect = []string{"127.0.0.1"} },
+	} {
+		c := testConfig("n0")
+		edit(&c)
+		if n, err := Start(ctx, c); err == nil || !strings.Contains(err.Error(), "want host:port") {
+			if n != nil {
+				n.Close()
+			}
+			t.Errorf("Join %v, Connect %v: %v", c.Join, c.Connect, err)
+		}
+	}
+}
