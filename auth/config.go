@@ -282,3 +282,8 @@ func (Password) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redactedP
 
 // LogValue keeps the password out of slog output.
 func (Password) LogValue() slog.Value { return slog.StringValue(redactedPassword) }
+
+// MarshalText returns "auth.Password(redacted)", so that a Password inside a
+// value that is encoded whole (slog's JSON handler, encoding/json, msgpack)
+// stays out of the output.
+func (Password) MarshalText() ([]byte, error) { return []byte(redactedPassword), nil }

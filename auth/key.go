@@ -19,7 +19,8 @@ const (
 )
 
 // Key is a shared cluster key. Its formatting methods never reveal it: fmt,
-// %v, %x, %#v and slog all print a placeholder.
+// %v, %x, %#v, slog and text encoders (encoding/json, msgpack) all write a
+// placeholder. Keys live in key files (WriteKeyFile, LoadKeyFile).
 type Key []byte
 
 const redacted = "auth.Key(redacted)"
@@ -36,6 +37,11 @@ func (k Key) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, redacted) }
 
 // LogValue keeps the key out of structured logs.
 func (k Key) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText returns the placeholder, so that a Key inside a value that is
+// encoded whole (slog's JSON handler, encoding/json, msgpack) stays out of
+// the output.
+func (k Key) MarshalText() ([]byte, error) { return []byte(redacted), nil }
 
 func (k Key) check() error {
 	switch {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 func TestKeyFileRoundTrip(t *testing.T) {
@@ -76,6 +79,42 @@ func TestKeyNeverPrinted(t *testing.T) {
 	} {
 		if strings.Contains(s, "super-secret") || strings.Contains(s, fmt.Sprintf("%x", []byte(k))) {
 			t.Fatalf("key leaked: %s", s)
+		}
+	}
+}
+
+// TestSecretsStayOutOfEncoders: a Key or Password inside a value that an
+// application encodes whole (a config struct logged by slog's JSON handler,
+// written as JSON or msgpack) comes out as its placeholder.
+func TestSecretsStayOutOfEncoders(t *testing.T) {
+	key := Key("0123456789abcdef-very-secret-key")
+	type login struct {
+		User     string
+		Password Password
+	}
+	type appConfig struct {
+		Key   Key
+		Login login
+	}
+	cfg := appConfig{Key: key, Login: login{User: "alice", Password: "hunter2-secret"}}
+	var logged bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("starting", "config", cfg)
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mp, err := msgpack.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, out := range map[string][]byte{"slog JSON": logged.Bytes(), "encoding/json": js, "msgpack": mp} {
+		for _, secret := range [][]byte{key, []byte("hunter2"), []byte("MDEyMzQ1Njc4OWFiY2RlZi12ZXJ5")} {
+			if bytes.Contains(out, secret) {
+				t.Errorf("%s output holds a secret: %q", name, out)
+			}
+		}
+		if !bytes.Contains(out, []byte("auth.Key(redacted)")) || !bytes.Contains(out, []byte("auth.Password(redacted)")) {
+			t.Errorf("%s output lacks the placeholders: %q", name, out)
 		}
 	}
 }
