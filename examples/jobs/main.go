@@ -5,8 +5,11 @@
 // Usage:
 //
 //	jobs                                         demo: a coordinator and 3 worker processes, one killed midway
-//	jobs [-key FILE] coordinator -bind ADDR [-jobs N] [-workers N]
+//	jobs [-key FILE] coordinator [-bind ADDR] [-jobs N] [-workers N]
 //	jobs [-key FILE] worker -name NAME -join ADDR
+//
+// Flags may come before or after the subcommand. A worker runs until
+// interrupted (SIGINT or SIGTERM), then leaves the cluster.
 //
 // The key comes from -key or $CONCLAVE_KEY_FILE (make one with `conclave
 // keygen -o FILE`); the demo makes a throwaway key and hands it to its
@@ -22,12 +25,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"syscall"
 
 	"github.com/seed0811993b/conclave/auth"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], bufio.NewReader(os.Stdin), os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "jobs:", err)
@@ -51,6 +55,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if fs.NArg() == 0 {
 		return demo(ctx, stdout)
 	}
+	cmd := fs.Arg(0)
+	if err := fs.Parse(fs.Args()[1:]); err != nil { // flags after the subcommand
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments after %s: %q", cmd, fs.Args())
+	}
 	var key auth.Key
 	var err error
 	switch {
@@ -64,15 +75,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err != nil {
 		return err
 	}
-	switch fs.Arg(0) {
+	switch cmd {
 	case "coordinator":
 		return coordinate(ctx, key, *bind, *jobs, *workers, stdout)
 	case "worker":
 		if *name == "" || *join == "" {
 			return errors.New("worker needs -name NAME and -join ADDR")
 		}
-		return work(ctx, key, *name, *bind, *join, stdin, stdout)
+		var parent io.Reader
+		if *keyStdin {
+			parent = stdin // the demo's pipe: it ends when the demo does
+		}
+		return work(ctx, key, *name, *bind, *join, parent, stdout)
 	}
 	fs.Usage()
-	return errors.New("usage: jobs [-key FILE] coordinator -bind ADDR | worker -name NAME -join ADDR")
+	return errors.New("usage: jobs [-key FILE] coordinator [-bind ADDR] | worker -name NAME -join ADDR")
 }

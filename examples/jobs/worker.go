@@ -27,9 +27,10 @@ type Result struct {
 	Primes int    `msgpack:"primes"`
 }
 
-// work runs a worker until its standard input ends (the process that
-// started it is gone) or ctx ends, then leaves the cluster gracefully.
-func work(ctx context.Context, key auth.Key, name, bind, join string, stdin io.Reader, stdout io.Writer) error {
+// work runs a worker until ctx ends or, when parent is not nil, until
+// parent ends (the demo's pipe: the process that started it is gone), then
+// leaves the cluster gracefully.
+func work(ctx context.Context, key auth.Key, name, bind, join string, parent io.Reader, stdout io.Writer) error {
 	n, err := node.Start(ctx, node.Config{Name: name, Key: key, Bind: bind, Join: []string{join}, Gossip: node.GossipLocal})
 	if err != nil {
 		return err
@@ -45,8 +46,10 @@ func work(ctx context.Context, key auth.Key, name, bind, join string, stdin io.R
 	}
 	fmt.Fprintf(stdout, "worker %s ready\n", name)
 
-	eof := make(chan struct{})
-	go func() { io.Copy(io.Discard, stdin); close(eof) }()
+	eof := make(chan struct{}) // stays open without a parent to watch
+	if parent != nil {
+		go func() { io.Copy(io.Discard, parent); close(eof) }()
+	}
 	select {
 	case <-eof:
 	case <-ctx.Done():
