@@ -30,14 +30,26 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "conclave:", err)
-		code := 1 // 2 for a usage error, 130 when interrupted: see exitError
-		var e interface{ exitStatus() int }
-		if errors.As(err, &e) {
-			code = e.exitStatus()
-		}
-		os.Exit(code)
+		os.Exit(exitCode(ctx, err, os.Stderr))
 	}
+}
+
+// exitCode reports err and returns the process's exit status: 0 for -h
+// (the flag package has printed the usage), 130 when interrupted, the
+// status an exitError carries (2 for a usage error), 1 otherwise.
+func exitCode(ctx context.Context, err error, stderr io.Writer) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(stderr, "conclave:", err)
+	var e interface{ exitStatus() int }
+	switch {
+	case errors.As(err, &e):
+		return e.exitStatus()
+	case ctx.Err() != nil:
+		return 130
+	}
+	return 1
 }
 
 const usage = `usage: conclave COMMAND [flags]

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,5 +30,31 @@ func TestKeygen(t *testing.T) {
 	}
 	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v", st.Mode().Perm())
+	}
+}
+
+// TestExitCodes: -h on every command is a success, a cut-short run exits
+// 130, and a usage error 2.
+func TestExitCodes(t *testing.T) {
+	for _, args := range [][]string{{"keygen", "-h"}, {"bench", "-h"}, {"user", "-h"}, {"status", "-h"}, {"help"}} {
+		var out, errOut strings.Builder
+		code := 0
+		if err := run(context.Background(), args, &out, &errOut); err != nil {
+			code = exitCode(context.Background(), err, &errOut)
+		}
+		if code != 0 || out.Len()+errOut.Len() == 0 || strings.Contains(errOut.String(), "help requested") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out.String(), errOut.String())
+		}
+	}
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	if code := exitCode(cancelled, cancelled.Err(), io.Discard); code != 130 {
+		t.Errorf("interrupted: exit %d, want 130", code)
+	}
+	if code := exitCode(context.Background(), usagef("bad"), io.Discard); code != 2 {
+		t.Errorf("usage error: exit %d, want 2", code)
+	}
+	if code := exitCode(context.Background(), errors.New("failed"), io.Discard); code != 1 {
+		t.Errorf("failure: exit %d, want 1", code)
 	}
 }

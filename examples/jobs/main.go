@@ -34,6 +34,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], bufio.NewReader(os.Stdin), os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return // the flag package printed the usage
+		}
 		fmt.Fprintln(os.Stderr, "jobs:", err)
 		os.Exit(1)
 	}
