@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -191,6 +192,9 @@ func (r *reader) end() error {
 func parseMsgHeader(b []byte, want byte) (*reader, error) {
 	r := &reader{b: b}
 	if string(r.take(len(nativeMagic))) != nativeMagic {
+		if strings.HasPrefix(string(b), pyChallengeTag) {
+			return nil, fmt.Errorf("%w: the peer speaks Python's multiprocessing.connection handshake: use Config.Mode = ModePython", ErrProtocol)
+		}
 		return nil, fmt.Errorf("%w: not a conclave/1 handshake message", ErrProtocol)
 	}
 	typ := r.byte()

@@ -893,3 +893,13 @@ func TestPythonModeSilentPeer(t *testing.T) {
 		p.expectClose()
 	})
 }
+
+// A native client that reaches a Python-mode server says so: the server's
+// first message is Python's challenge.
+func TestNativeClientToPythonServerSaysSo(t *testing.T) {
+	key := testKey(t)
+	_, _, cerr, _ := handshakePair(t, &Config{Key: key}, &Config{Key: key, Mode: ModePython, HandshakeTimeout: 2 * time.Second})
+	if !errors.Is(cerr, ErrProtocol) || !strings.Contains(cerr.Error(), "ModePython") {
+		t.Fatalf("native client to a Python-mode server: %v", cerr)
+	}
+}
