@@ -185,11 +185,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 // connect dials a member's link address for a client node and adopts the
 // link, so that Start fails on a wrong key or password.
 func (n *Node) connect(ctx context.Context, addr string) error {
-	ap, err := netip.ParseAddrPort(addr)
+	aps, err := resolveAddrPorts(ctx, addr)
 	if err != nil {
-		return fmt.Errorf("node: Config.Connect %q: want ip:port: %w", addr, err)
+		return fmt.Errorf("node: Config.Connect %q: %w", addr, err)
 	}
-	tl, err := n.dialer.Dial(ctx, "tcp", addr)
+	var tl *transport.Link
+	var ap netip.AddrPort
+	for _, ap = range aps {
+		// The next address only when this one could not be reached: a
+		// refused login would be refused there too.
+		var op *net.OpError
+		if tl, err = n.dialer.Dial(ctx, "tcp", ap.String()); !errors.As(err, &op) || op.Op != "dial" || ctx.Err() != nil {
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("node: connect %s: %w", addr, err)
 	}
@@ -206,6 +215,31 @@ func (n *Node) connect(ctx context.Context, addr string) error {
 	}
 	p.attach(tl, n.id)
 	return nil
+}
+
+// resolveAddrPorts parses host:port, looking the host up when it is a
+// name: a connect tries each address in turn, as net.Dial does.
+func resolveAddrPorts(ctx context.Context, addr string) ([]netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		return []netip.AddrPort{ap}, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("want host:port: %w", err)
+	}
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || pn == 0 {
+		return nil, fmt.Errorf("want host:port with a port number, got %q", port)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	aps := make([]netip.AddrPort, 0, len(ips))
+	for _, ip := range ips {
+		aps = append(aps, netip.AddrPortFrom(ip.Unmap(), uint16(pn)))
+	}
+	return aps, nil
 }
 
 // Name returns the node's stable name.

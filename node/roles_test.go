@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -433,5 +434,22 @@ func TestMemberLoginRefusedOrLimited(t *testing.T) {
 		if err := start(pw); !errors.Is(err, auth.ErrSCRAMRateLimited) {
 			t.Fatalf("password %q once the limit is reached: %v, want auth.ErrSCRAMRateLimited", string(pw), err)
 		}
+	}
+}
+
+// A client may name a member's link address by host name, as a user types
+// it (conclave status -connect localhost:PORT).
+func TestClientConnectsByHostName(t *testing.T) {
+	nodes := startCluster(t, 1, nil)
+	_, port, err := net.SplitHostPort(nodes[0].LinkAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := testConfig("laptop")
+	c.Connect = []string{net.JoinHostPort("localhost", port)}
+	cli := startNode(t, c)
+	ctx := testCtx(t, 10*time.Second)
+	if err := cli.WaitPeer(ctx, "n0"); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -26,7 +26,7 @@ asks that member for its status and prints its members and its per-peer
 counters. A user with the monitor role is enough.
 
 flags:
-  -connect ADDR  a member's link address, ip:port (required)
+  -connect ADDR  a member's link address, host:port (required)
   -key FILE      the cluster key file, when the member asks for the key
   -user NAME     log in as this user; the password is read from the terminal
                  without echo, or as one line of stdin when it is not a terminal
