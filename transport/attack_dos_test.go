@@ -396,3 +396,58 @@ func TestAttackFloodDuringSlowLogin(t *testing.T) {
 		t.Fatalf("accepted a link for %q", lk.ConnectionState().PeerUser)
 	}
 }
+
+// TestAttackHelloHoldersAreEvicted: an attacker without the key can fill
+// the pending set with connections that sent a valid ClientHello and then
+// wait. While fewer than half the pending connections are silent, new
+// arrivals push out the oldest of all, so such holders keep at most half
+// the slots instead of all but the one a flood of silent connections
+// churns through.
+func TestAttackHelloHoldersAreEvicted(t *testing.T) {
+	const maxPending = 8
+	key := attackKey(t)
+	srv := startServer(t, &transport.Config{MaxPendingHandshakes: maxPending, Auth: attackConfig(key).Auth})
+	ctx, cancel := context.WithTimeout(context.Background(), attackWait)
+	defer cancel()
+	evicted := make(chan struct{}, maxPending)
+	for range maxPending - 1 {
+		raw, err := net.Dial("tcp", srv.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := &gatedConn{Conn: raw, heard: make(chan struct{}), gate: make(chan struct{})}
+		t.Cleanup(sync.OnceFunc(func() { close(g.gate) }))
+		t.Cleanup(func() { _ = raw.Close() })
+		holder := auth.Client(g, &auth.Config{Key: attackKey(t)}) // not the server's key
+		go func() { _ = holder.HandshakeContext(ctx) }()          // stops at the gate, before ClientFinished
+		select {
+		case <-g.heard: // it has spoken: the server answered its hello
+		case <-ctx.Done():
+			t.Fatal("no ServerHello for a holder")
+		}
+		go func() { // the client waits at the gate, so nothing else reads now
+			var b [1]byte
+			_ = raw.SetReadDeadline(time.Now().Add(attackWait))
+			if _, err := raw.Read(b[:]); peerClosed(err) {
+				evicted <- struct{}{}
+			}
+		}()
+	}
+	// Silent arrivals: at first each one takes the free slot or evicts the
+	// one silent connection, then the holders go, oldest first.
+	for range 2 * maxPending {
+		c, err := net.DialTimeout("tcp", srv.addr, attackWait)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+	}
+	const want = maxPending - 1 - maxPending/2 // until holders are half the set
+	for i := range want {
+		select {
+		case <-evicted:
+		case <-time.After(5 * time.Second): // well under the 10 s handshake timeout
+			t.Fatalf("%d of %d hello holders were evicted, want %d", i, maxPending-1, want)
+		}
+	}
+}

@@ -32,9 +32,10 @@ type Config struct {
 	// MaxPendingHandshakes bounds the connections a Listener is
 	// authenticating at once. When a new connection arrives at the bound, the
 	// oldest pending one that has not yet sent a whole handshake message is
-	// dropped (the oldest of all when every one has), so a flood of silent
-	// connections cannot lock out a legitimate peer, even one whose login
-	// takes a while. Default: DefaultMaxPendingHandshakes.
+	// dropped while those are at least half the set, the oldest of all
+	// otherwise: a flood of silent connections cannot lock out a legitimate
+	// peer, even one whose login takes a while. Default:
+	// DefaultMaxPendingHandshakes.
 	MaxPendingHandshakes int
 
 	// Logger receives failed handshakes (warn for authentication failures,

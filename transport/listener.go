@@ -110,21 +110,30 @@ func (l *Listener) acceptLoop() {
 }
 
 // admit starts a handshake, first dropping an unauthenticated connection
-// when the pending set is full: the oldest that has not yet sent a whole
-// handshake message, or else the oldest. An attacker who holds many silent
-// connections only ever pushes out its own, while a legitimate peer speaks
-// at once, and then keeps its place even through a slow step (a user
-// login's client derives its password key between two messages).
+// when the pending set is full. While at least half the pending connections
+// have not yet sent a whole handshake message, it drops the oldest of those:
+// an attacker who floods silent connections only ever pushes out its own,
+// while a legitimate peer speaks at once and then keeps its place through a
+// slow step (a user login's client derives its password key between two
+// messages). Otherwise it drops the oldest of all, so that connections which
+// sent a hello (anyone can) and then wait cannot shelter behind the rule.
 func (l *Listener) admit(raw net.Conn) {
 	c := auth.Server(raw, l.cfg.Auth)
 	l.mu.Lock()
 	if l.pending.Len() >= l.cfg.maxPending() {
 		victim := l.pending.Front()
+		var oldestSilent *list.Element
+		silent := 0
 		for e := victim; e != nil; e = e.Next() {
 			if !e.Value.(*auth.Conn).PeerSpoke() {
-				victim = e
-				break
+				if oldestSilent == nil {
+					oldestSilent = e
+				}
+				silent++
 			}
+		}
+		if 2*silent >= l.pending.Len() {
+			victim = oldestSilent
 		}
 		dropped := l.pending.Remove(victim).(*auth.Conn).NetConn()
 		_ = dropped.Close()
