@@ -2,6 +2,7 @@ package node
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/seed0811993b/conclave/auth"
 )
@@ -10,16 +11,37 @@ import (
 // node keys the session by that ID: whoever holds an ID receives what is
 // sent to it, and a new boot id under a known name ends the old peer as a
 // restart. A key holder is trusted with any name (docs/security.md). A user
-// login is not: it may take only an ID and a name that are free or already
-// its own user's, so that no user can read another's replies or push a
-// member out of the cluster. A login that could not be a member (no cluster
-// key, or a user who may not serve) never takes the name of a peer that
-// proved the key only, and one user has at most Config.MaxClientsPerUser
-// peers without the key at once.
+// login is not:
+//
+//   - an ID stays with the user that first logged in under it, for as long
+//     as the node remembers the peer (its tombstone included), so no user
+//     can take over another's session, live or failed;
+//   - a login that could not be a member (no cluster key, or a user who may
+//     not serve) never takes the ID or name of a peer that proved the key
+//     only, nor this node's own name;
+//   - gossip comes only from key holders, so a gossip member whose ID a
+//     keyless login holds replaces that peer (replaceImpostor);
+//   - one user has at most Config.MaxClientsPerUser live keyless peers.
+//
+// The check runs inside the handshake (authorize), where a refusal reaches
+// the dialer as auth.ErrNotAllowed, and again when the link is adopted. A
+// login that passed the first is held as a claim until then, so that two
+// handshakes in flight cannot both pass.
+
+// claimTTL bounds how long a claim made inside a handshake waits to be
+// adopted: a handshake that fails after its check leaves its claim behind.
+const claimTTL = 10 * time.Second
+
+// claim is a login that passed claimErr in its handshake and whose link has
+// not been adopted yet.
+type claim struct {
+	id, user string
+	keyless  bool
+	at       time.Time
+}
 
 // claimErr says why the user login st may not take the member ID it
-// presents, or returns nil. Callers hold claimMu, so that the answer holds
-// until the peer is created and bound to its user (adopt).
+// presents, or returns nil. Callers hold claimMu.
 func (n *Node) claimErr(st auth.ConnectionState) error {
 	if st.PeerUser == "" {
 		return nil
@@ -31,31 +53,49 @@ func (n *Node) claimErr(st auth.ConnectionState) error {
 	if name == n.cfg.Name {
 		return fmt.Errorf("name %s is this node's own", name)
 	}
+	keyless := st.Mechanism == auth.MechanismUser
 	// Only a key holder that may serve could be a member, and only a
 	// member may take a member's place.
-	memberLike := st.Mechanism != auth.MechanismUser && n.loggedIn(st).mayServe("")
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, p := range []*peer{n.byID[st.PeerName], n.byName[name]} {
-		if p == nil || !p.up.Load() {
-			continue
-		}
-		owner := p.owner()
-		switch {
+	memberLike := !keyless && n.loggedIn(st).mayServe("")
+	now := time.Now()
+	if c, ok := n.claims[name]; ok && now.Sub(c.at) < claimTTL && c.user != st.PeerUser {
+		return fmt.Errorf("name %s is being claimed by another user", name)
+	}
+	mayTake := func(p *peer) error {
+		switch owner := p.owner(); {
 		case owner == st.PeerUser:
-			// its own session, or a restart of it
+			return nil // its own session, or a restart of it
 		case owner != "":
 			return fmt.Errorf("name %s is in use by another user", name)
 		case !memberLike:
 			return fmt.Errorf("name %s belongs to a cluster member", name)
 		}
-	}
-	if st.Mechanism != auth.MechanismUser || n.byID[st.PeerName] != nil {
 		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	same := n.byID[st.PeerName]
+	if same != nil { // live or a tombstone: an ID stays with its owner
+		if err := mayTake(same); err != nil {
+			return err
+		}
+	}
+	if p := n.byName[name]; p != nil && p != same && p.up.Load() {
+		if err := mayTake(p); err != nil {
+			return err
+		}
+	}
+	if !keyless || (same != nil && same.up.Load()) {
+		return nil // a member, or a client reconnecting
 	}
 	clients := 0
 	for _, p := range n.byID {
-		if p.up.Load() && !p.inGossip.Load() && p.owner() == st.PeerUser {
+		if id := p.ident.Load(); p.up.Load() && id != nil && id.keyless && id.user == st.PeerUser {
+			clients++
+		}
+	}
+	for cname, c := range n.claims {
+		if cname != name && c.keyless && c.user == st.PeerUser && now.Sub(c.at) < claimTTL {
 			clients++
 		}
 	}
@@ -63,6 +103,58 @@ func (n *Node) claimErr(st auth.ConnectionState) error {
 		return fmt.Errorf("user %s already has %d clients here (Config.MaxClientsPerUser)", st.PeerUser, clients)
 	}
 	return nil
+}
+
+// holdClaim records a login that passed its check in the handshake, and
+// forgets claims whose handshakes never came to adopt. Callers hold
+// claimMu.
+func (n *Node) holdClaim(st auth.ConnectionState) {
+	if st.PeerUser == "" {
+		return
+	}
+	now := time.Now()
+	for name, c := range n.claims {
+		if now.Sub(c.at) >= claimTTL {
+			delete(n.claims, name)
+		}
+	}
+	if name, _, ok := splitID(st.PeerName); ok {
+		n.claims[name] = claim{id: st.PeerName, user: st.PeerUser, keyless: st.Mechanism == auth.MechanismUser, at: now}
+	}
+}
+
+// dropClaim forgets the claim of st's login, once its link is adopted or
+// refused. Callers hold claimMu.
+func (n *Node) dropClaim(st auth.ConnectionState) {
+	if name, _, ok := splitID(st.PeerName); ok && n.claims[name].id == st.PeerName {
+		delete(n.claims, name)
+	}
+}
+
+// replaceImpostor ends the peer with member ID id, which gossip has just
+// reported, when a login without the cluster key holds it: gossip comes only
+// from key holders, so that login copied a member's ID. The member gets a
+// fresh peer. Callers hold claimMu.
+func (n *Node) replaceImpostor(id string) {
+	n.mu.Lock()
+	p := n.byID[id]
+	ident := (*identity)(nil)
+	if p != nil {
+		ident = p.ident.Load()
+	}
+	if ident == nil || !ident.keyless {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.byID, id)
+	if n.byName[p.name] == p {
+		delete(n.byName, p.name)
+		n.publishNames()
+	}
+	n.mu.Unlock()
+	n.log.Warn("a login without the cluster key held a gossip member's ID: ending it", "peer", id, "user", ident.user)
+	n.peerDown(p, stateFailed, fmt.Errorf("%w: %s presented the ID of a cluster member", ErrForbidden, ident), "it presented a member's ID without the cluster key")
+	p.stopInbox()
 }
 
 // owner is the user the peer logged in as, for good: its first login binds

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/seed0811993b/conclave/auth"
+	"github.com/seed0811993b/conclave/codec"
 	"github.com/seed0811993b/conclave/transport"
 )
 
@@ -147,10 +148,180 @@ func TestClientsPerUserBounded(t *testing.T) {
 	if _, err := dialAs(t, n0, freshID("laptop"), "cli", nil); err != nil {
 		t.Fatalf("another user's client: %v", err)
 	}
-	n0.mu.Lock()
-	peers := len(n0.byID)
-	n0.mu.Unlock()
-	if peers != 1+max+1 {
-		t.Fatalf("n0 has %d peers, want n1, %d of mon's and cli's", peers, max)
+	// Links are adopted after their handshakes: wait for all of them.
+	waitFor(t, fmt.Sprintf("n0 to hold n1, %d of mon's clients and cli's", max), 5*time.Second, func() bool {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		return len(n0.byID) == 1+max+1
+	})
+}
+
+// unmetPair starts members n0 and n1 (users w0 and w1, RequireUser) that
+// share the key and cluster but have not met: n1 joined through another
+// seed, or two halves of a cluster are about to merge.
+func unmetPair(t *testing.T) (n0, n1 *Node) {
+	t.Helper()
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"wk": testCredential(t, "wk", auth.RoleWorker), "mon": testCredential(t, "mon", auth.RoleMonitor),
+	}
+	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := func(name, user string) Config {
+		c := testConfig(name)
+		c.Users, c.Require = users, auth.RequireUser
+		c.User, c.Password = user, auth.Password("pw-"+user)
+		return c
+	}
+	return startNode(t, member("n0", "w0")), startNode(t, member("n1", "w1"))
+}
+
+// A user without the key presents the ID of a member that n0 has not heard
+// of yet (it may read it from $status elsewhere). Gossip comes only from key
+// holders, so when gossip brings that member, n0 ends the keyless peer and
+// the member gets its ID, its link and its messages.
+func TestKeylessClaimOfAnUnknownMemberID(t *testing.T) {
+	for _, user := range []string{"wk", "mon"} {
+		t.Run(user, func(t *testing.T) {
+			n0, n1 := unmetPair(t)
+			got := make(chan string, 1)
+			if _, err := HandleFunc(n1, "payroll", func(ctx context.Context, m *Msg, s string) (string, error) {
+				got <- s
+				return "", nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			impostor, err := dialAs(t, n0, n1.ID(), user, nil)
+			if err != nil {
+				t.Fatalf("keyless %s presenting %s before gossip: %v", user, n1.ID(), err)
+			}
+			ctx := testCtx(t, 20*time.Second)
+			hi := codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello), Body: marshalControl(&hello{Epoch: 42, FirstSeq: 1})}
+			if err := impostor.Send(ctx, codec.AppendEnvelope(nil, &hi)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n1.disco.join(ctx, []string{n0.GossipAddr()}); err != nil {
+				t.Fatal(err)
+			}
+			if err := n0.WaitPeer(ctx, "n1"); err != nil {
+				t.Fatal(err)
+			}
+			if err := n1.WaitPeer(ctx, "n0"); err != nil {
+				t.Fatalf("member n1 never linked to n0: %v", err)
+			}
+			for { // what n0 sent it before gossip came, then the close
+				if _, err := impostor.Recv(ctx); err != nil {
+					if ctx.Err() != nil {
+						t.Fatal("the keyless link to n0 stayed open")
+					}
+					break
+				}
+			}
+			if err := n0.Send(ctx, "n1", "payroll", "for n1 only"); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case s := <-got:
+				if s != "for n1 only" {
+					t.Fatalf("n1 got %q", s)
+				}
+			case <-ctx.Done():
+				t.Fatal("n1 never got n0's message")
+			}
+			if _, err := dialAs(t, n0, n1.ID(), user, nil); !errors.Is(err, auth.ErrNotAllowed) {
+				t.Fatalf("keyless %s presenting live member %s: %v, want auth.ErrNotAllowed", user, n1.ID(), err)
+			}
+		})
+	}
+}
+
+// An ID stays with its user after its peer fails: another user cannot
+// revive a client's session, and the client itself can.
+func TestClaimOfAFailedClientsID(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"cli": testCredential(t, "cli", auth.RoleClient), "jobcli": testCredential(t, "jobcli", auth.RoleClient),
+	}
+	n0 := usersCluster(t, creds, auth.RequireUser)[0]
+	id := freshID("laptop")
+	l, err := dialAs(t, n0, id, "cli", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := func() *peer {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		return n0.byID[id]
+	}
+	waitFor(t, "the client's peer", 5*time.Second, func() bool { p := peer(); return p != nil && p.owner() == "cli" })
+	l.Close() // and it does not come back within linkOnlyGrace
+	waitFor(t, "the client's peer to fail", linkOnlyGrace+5*time.Second, func() bool { return !peer().up.Load() })
+	if _, err := dialAs(t, n0, id, "jobcli", nil); !errors.Is(err, auth.ErrNotAllowed) {
+		t.Fatalf("another user reviving the failed client %s: %v, want auth.ErrNotAllowed", id, err)
+	}
+	if _, err := dialAs(t, n0, id, "cli", nil); err != nil {
+		t.Fatalf("the client itself, back under its ID: %v", err)
+	}
+}
+
+// Reviving failed peers counts against MaxClientsPerUser like new ones.
+func TestClientsPerUserCountsRevivals(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"mon": testCredential(t, "mon", auth.RoleMonitor),
+	}
+	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const max = 2
+	n0 := startCluster(t, 2, func(i int, c *Config) {
+		c.Users, c.Require, c.MaxClientsPerUser = users, auth.RequireUser, max
+		c.User = []string{"w0", "w1"}[i]
+		c.Password = auth.Password("pw-" + c.User)
+	})[0]
+	live := func() int {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		k := 0
+		for _, p := range n0.byID {
+			if p.up.Load() && p.owner() == "mon" {
+				k++
+			}
+		}
+		return k
+	}
+	var first []string
+	for i := range max {
+		id := freshID(fmt.Sprintf("old%d", i))
+		l, err := dialAs(t, n0, id, "mon", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = append(first, id)
+		defer l.Close()
+	}
+	waitFor(t, "the first clients", 5*time.Second, func() bool { return live() == max })
+	for _, id := range first {
+		n0.mu.Lock()
+		p := n0.byID[id]
+		n0.mu.Unlock()
+		p.dropLink()
+	}
+	waitFor(t, "the first clients to fail", linkOnlyGrace+5*time.Second, func() bool { return live() == 0 })
+	for i := range max {
+		if _, err := dialAs(t, n0, freshID(fmt.Sprintf("new%d", i)), "mon", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range first {
+		if _, err := dialAs(t, n0, id, "mon", nil); !errors.Is(err, auth.ErrNotAllowed) {
+			t.Fatalf("reviving %s past the bound: %v, want auth.ErrNotAllowed", id, err)
+		}
+	}
+	if k := live(); k > max {
+		t.Fatalf("user mon has %d live keyless peers, MaxClientsPerUser is %d", k, max)
 	}
 }

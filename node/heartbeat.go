@@ -36,6 +36,7 @@ func (n *Node) heartbeat() {
 					delete(n.byName, p.name)
 					n.publishNames()
 				}
+				p.stopInbox()
 				continue
 			}
 			peers = append(peers, p)

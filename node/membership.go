@@ -20,8 +20,10 @@ func (n *Node) authorize(st auth.ConnectionState) error {
 	err := n.loginErr(st)
 	if err != nil {
 		n.log.Warn("refusing a user login", "peer", st.PeerName, "user", st.PeerUser, "roles", st.PeerRoles, "why", err)
+		return err
 	}
-	return err
+	n.holdClaim(st) // until adopt: no other handshake may pass meanwhile
+	return nil
 }
 
 // loginErr is authorize's verdict. Callers hold claimMu.

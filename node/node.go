@@ -39,8 +39,9 @@ type Node struct {
 	wg     sync.WaitGroup
 
 	// claimMu orders user logins' claims on member IDs (claim.go) with the
-	// creation and binding of their peers.
+	// creation and binding of their peers; it guards claims.
 	claimMu sync.Mutex
+	claims  map[string]claim // by name
 
 	mu       sync.Mutex
 	byID     map[string]*peer
@@ -83,6 +84,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		boot:     hex.EncodeToString(b[:]),
 		byID:     make(map[string]*peer),
 		byName:   make(map[string]*peer),
+		claims:   make(map[string]claim),
 		changeCh: make(chan struct{}),
 		reqSem:   make(chan struct{}, cfg.MaxRequests),
 		reqWork:  make(chan request),
@@ -289,6 +291,7 @@ func (n *Node) acceptLoop() {
 func (n *Node) adopt(st auth.ConnectionState) *peer {
 	n.claimMu.Lock()
 	defer n.claimMu.Unlock()
+	defer n.dropClaim(st)
 	if err := n.loginErr(st); err != nil {
 		n.log.Warn("refusing a link", "peer", st.PeerName, "user", st.PeerUser, "why", err)
 		return nil
@@ -323,6 +326,9 @@ func (n *Node) onDisco(ev discoEvent) {
 	m := ev.Member
 	switch ev.Kind {
 	case discoJoin, discoUpdate:
+		n.claimMu.Lock()
+		defer n.claimMu.Unlock()
+		n.replaceImpostor(m.ID)
 		if n.refuseAsMember(m.ID) {
 			return
 		}
@@ -374,7 +380,9 @@ func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[strin
 		p = newPeer(n, id, name, boot)
 		n.byID[id] = p
 		n.wg.Add(1)
-		go func() { defer n.wg.Done(); p.inbox.run(n.ctx, n.deliver) }()
+		ctx, stop := context.WithCancel(n.ctx)
+		p.stopInbox = stop
+		go func() { defer n.wg.Done(); p.inbox.run(ctx, n.deliver) }()
 	}
 	p.mu.Lock()
 	if fromGossip {

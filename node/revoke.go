@@ -17,7 +17,7 @@ func (n *Node) recheckUsers(peers []*peer) {
 		}
 		cred, ok := n.cfg.Users.LookupCredential(old.user)
 		if !ok || !bytes.Equal(cred.StoredKey, old.storedKey) {
-			cut := &identity{user: old.user, revoked: true}
+			cut := &identity{user: old.user, revoked: true, keyless: old.keyless}
 			if !p.ident.CompareAndSwap(old, cut) {
 				continue // a new login won the race
 			}
@@ -30,7 +30,7 @@ func (n *Node) recheckUsers(peers []*peer) {
 		if slices.Equal(cred.Roles, old.roles) && slices.Equal(cred.Topics, old.topics) {
 			continue
 		}
-		next := &identity{user: old.user, roles: slices.Clone(cred.Roles), topics: slices.Clone(cred.Topics), storedKey: old.storedKey}
+		next := &identity{user: old.user, roles: slices.Clone(cred.Roles), topics: slices.Clone(cred.Topics), storedKey: old.storedKey, keyless: old.keyless}
 		if !p.ident.CompareAndSwap(old, next) {
 			continue
 		}

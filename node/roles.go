@@ -23,11 +23,14 @@ type identity struct {
 	// password changed, since; it may do nothing but ask for status.
 	storedKey []byte
 	revoked   bool
+	// keyless: the login proved a password and no cluster key, so the
+	// peer is a client and never a gossip member (claim.go).
+	keyless bool
 }
 
 // loggedIn is the identity a link's user login proved.
 func (n *Node) loggedIn(st auth.ConnectionState) *identity {
-	id := &identity{user: st.PeerUser, roles: st.PeerRoles, topics: st.PeerTopics}
+	id := &identity{user: st.PeerUser, roles: st.PeerRoles, topics: st.PeerTopics, keyless: st.Mechanism == auth.MechanismUser}
 	if n.cfg.Users != nil {
 		if c, ok := n.cfg.Users.LookupCredential(st.PeerUser); ok {
 			id.storedKey = c.StoredKey
