@@ -325,3 +325,32 @@ func TestClientsPerUserCountsRevivals(t *testing.T) {
 		t.Fatalf("user mon has %d live keyless peers, MaxClientsPerUser is %d", k, max)
 	}
 }
+
+// Events tell clients from members: a status poller or a laptop that dials
+// in comes and goes without being taken for a member.
+func TestEventsMarkClients(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"cli": testCredential(t, "cli", auth.RoleClient), "mon": testCredential(t, "mon", auth.RoleMonitor),
+	}
+	n0 := usersCluster(t, creds, auth.RequireUser)[0]
+	keyless := clientConfig(n0, "laptop", "cli")
+	keyless.Key = nil
+	startNode(t, keyless)
+	startNode(t, clientConfig(n0, "dashboard", "mon")) // with the key, but a monitor
+	ctx := testCtx(t, 10*time.Second)
+	want := map[string]bool{"n1": false, "laptop": true, "dashboard": true}
+	for len(want) > 0 {
+		select {
+		case ev := <-n0.Events():
+			if client, ok := want[ev.Member.Name]; ok && ev.Kind == EventJoined {
+				if ev.Member.Client != client {
+					t.Errorf("joined %s: Client = %v, want %v", ev.Member.Name, ev.Member.Client, client)
+				}
+				delete(want, ev.Member.Name)
+			}
+		case <-ctx.Done():
+			t.Fatalf("no joined event for %v", want)
+		}
+	}
+}

@@ -210,7 +210,7 @@ func (n *Node) connect(ctx context.Context, addr string) error {
 		tl.Close()
 		return fmt.Errorf("node: connect %s: the peer calls itself %q, not a member ID", addr, id)
 	}
-	p := n.peerUp(id, name, boot, ap, nil, true)
+	p := n.peerUp(id, name, boot, ap, nil, true, nil)
 	if p == nil {
 		tl.Close()
 		return ErrClosed
@@ -296,13 +296,17 @@ func (n *Node) adopt(st auth.ConnectionState) *peer {
 		n.log.Warn("refusing a link", "peer", st.PeerName, "user", st.PeerUser, "why", err)
 		return nil
 	}
+	var ident *identity
+	if st.PeerUser != "" {
+		ident = n.loggedIn(st)
+	}
 	name, boot, _ := splitID(st.PeerName)
-	p := n.peerUp(st.PeerName, name, boot, netip.AddrPort{}, nil, false)
-	if p == nil || st.PeerUser == "" {
+	p := n.peerUp(st.PeerName, name, boot, netip.AddrPort{}, nil, false, ident)
+	if p == nil || ident == nil {
 		return p
 	}
-	ident := n.loggedIn(st)
-	if old := p.ident.Swap(ident); !old.same(ident) {
+	// A new peer holds ident already; either way the peer hears who it is.
+	if old := p.ident.Swap(ident); old == ident || !old.same(ident) {
 		p.sendControl(ctlWhoami, ident.whoami())
 	}
 	return p
@@ -332,7 +336,7 @@ func (n *Node) onDisco(ev discoEvent) {
 		if n.refuseAsMember(m.ID) {
 			return
 		}
-		p := n.peerUp(m.ID, m.Name, m.Boot, m.LinkAddr, m.Tags, true)
+		p := n.peerUp(m.ID, m.Name, m.Boot, m.LinkAddr, m.Tags, true, nil)
 		if p != nil {
 			p.gossipDead.Store(false)
 			p.inGossip.Store(true)
@@ -361,9 +365,9 @@ func (n *Node) onDisco(ev discoEvent) {
 
 // peerUp finds or creates the peer for a member ID and makes sure it is
 // alive, emitting EventJoined when it becomes so. fromGossip says whether
-// addr and tags are authoritative. It returns nil while the node is
-// closing.
-func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[string]string, fromGossip bool) *peer {
+// addr and tags are authoritative. ident is the user a new peer logged in
+// as, nil for a member. It returns nil while the node is closing.
+func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[string]string, fromGossip bool, ident *identity) *peer {
 	// A new session starts with a snapshot of our interests, and no
 	// subscription may change between the peer's creation and that
 	// snapshot: see register.
@@ -378,6 +382,9 @@ func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[strin
 	created := p == nil
 	if created {
 		p = newPeer(n, id, name, boot)
+		if ident != nil {
+			p.ident.Store(ident)
+		}
 		n.byID[id] = p
 		n.wg.Add(1)
 		ctx, stop := context.WithCancel(n.ctx)
@@ -558,12 +565,20 @@ type Member struct {
 	ID   string            // name#boot: one process
 	Addr string            // link address
 	Tags map[string]string // gossiped attributes
+	// Client: the peer dialled in with a user login that could not make it
+	// a member (no cluster key, or a user without admin or worker), so it is
+	// not in the gossip. Such peers come and go with their processes
+	// (conclave status is one); code that counts members can skip them.
+	Client bool
 }
 
 func (p *peer) member() Member {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := Member{Name: p.name, ID: p.id, Tags: p.tags}
+	if id := p.ident.Load(); id != nil && (id.keyless || !id.mayServe("")) {
+		m.Client = true
+	}
 	if p.addr.IsValid() {
 		m.Addr = p.addr.String()
 	}
