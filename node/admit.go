@@ -109,7 +109,7 @@ func (n *Node) admit(p *peer) {
 // peer has left.
 func (n *Node) admitItem(p *peer, it parkedItem) (stop bool, err error) {
 	if it.held != nil {
-		return false, p.inbox.putAll(n.ctx, nil, it.held, it.size)
+		return false, p.inbox.putAll(n.ctx, p.inbox.gone, it.held, it.size)
 	}
 	if it.e.Kind == codec.KindControl && string(it.e.Topic) == ctlLeave {
 		p.inMu.Lock()

@@ -18,27 +18,55 @@ import (
 //     can take over another's session, live or failed;
 //   - a login that could not be a member (no cluster key, or a user who may
 //     not serve) never takes the ID or name of a peer that proved the key
-//     only, nor this node's own name;
+//     only, nor this node's own name, nor the name of another user's
+//     peer, live or remembered;
+//   - a login that could be a member takes a name from one that could not:
+//     members win names over clients;
 //   - gossip comes only from key holders, so a gossip member whose ID a
-//     keyless login holds replaces that peer (replaceImpostor);
+//     keyless login holds replaces that peer (replaceImpostor), and a
+//     login refused as a member (refuseAsMember) binds nothing;
 //   - one user has at most Config.MaxClientsPerUser live keyless peers.
 //
 // The check runs inside the handshake (authorize), where a refusal reaches
 // the dialer as auth.ErrNotAllowed, and again when the link is adopted. A
 // login that passed the first is held as a claim until then, so that two
-// handshakes in flight cannot both pass.
+// handshakes in flight cannot both pass; a claim binds its name as a live
+// peer of its user would.
 
 // claimTTL bounds how long a claim made inside a handshake waits to be
 // adopted: a handshake that fails after its check leaves its claim behind.
-const claimTTL = 10 * time.Second
+const claimTTL = 3 * time.Second
 
 // claim is a login that passed claimErr in its handshake and whose link has
 // not been adopted yet.
 type claim struct {
 	id, user string
-	keyless  bool
+	keyless  bool // no cluster key: a client
+	member   bool // could be a member: the key and a serving role
 	at       time.Time
 }
+
+// holder is whoever holds an ID or a name: the user it logged in as ("" for
+// a key holder that did not log in) and whether it could be a member.
+type holder struct {
+	user   string
+	member bool
+}
+
+// holderOf describes the peer p as a holder.
+func holderOf(p *peer) holder {
+	id := p.ident.Load()
+	if id == nil || (p.inGossip.Load() && !id.memberLike()) {
+		// A member by the key alone; or gossip reports a member whose
+		// login could not be one (refuseAsMember): that login binds nothing.
+		return holder{member: true}
+	}
+	return holder{user: id.user, member: id.memberLike()}
+}
+
+// memberLike reports whether the login could make its peer a member: it
+// proved the cluster key, and its user may serve.
+func (id *identity) memberLike() bool { return !id.keyless && id.mayServe("") }
 
 // claimErr says why the user login st may not take the member ID it
 // presents, or returns nil. Callers hold claimMu.
@@ -53,54 +81,61 @@ func (n *Node) claimErr(st auth.ConnectionState) error {
 	if name == n.cfg.Name {
 		return fmt.Errorf("name %s is this node's own", name)
 	}
-	keyless := st.Mechanism == auth.MechanismUser
-	// Only a key holder that may serve could be a member, and only a
-	// member may take a member's place.
-	memberLike := !keyless && n.loggedIn(st).mayServe("")
-	now := time.Now()
-	if c, ok := n.claims[name]; ok && now.Sub(c.at) < claimTTL && c.user != st.PeerUser {
-		return fmt.Errorf("name %s is being claimed by another user", name)
-	}
-	mayTake := func(p *peer) error {
-		switch owner := p.owner(); {
-		case owner == st.PeerUser:
+	login := n.loggedIn(st)
+	user, memberLike := st.PeerUser, login.memberLike()
+	takes := func(h holder, sameID bool) error {
+		switch {
+		case h.user == user:
 			return nil // its own session, or a restart of it
-		case owner != "":
+		case !sameID && !h.member && memberLike:
+			return nil // a member takes a client's name
+		case h.user != "":
 			return fmt.Errorf("name %s is in use by another user", name)
 		case !memberLike:
 			return fmt.Errorf("name %s belongs to a cluster member", name)
 		}
 		return nil
 	}
+	now := time.Now()
+	if c, ok := n.claims[name]; ok && now.Sub(c.at) < claimTTL {
+		if err := takes(holder{c.user, c.member}, c.id == st.PeerName); err != nil {
+			return err
+		}
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	same := n.byID[st.PeerName]
 	if same != nil { // live or a tombstone: an ID stays with its owner
-		if err := mayTake(same); err != nil {
+		if err := takes(holderOf(same), true); err != nil {
 			return err
 		}
 	}
-	if p := n.byName[name]; p != nil && p != same && p.up.Load() {
-		if err := mayTake(p); err != nil {
-			return err
+	if p := n.byName[name]; p != nil && p != same {
+		// A live holder keeps its name; a remembered one keeps it from
+		// other users' clients, so that they cannot squat it while it is
+		// away.
+		if h := holderOf(p); p.up.Load() || (h.user != "" && !memberLike) {
+			if err := takes(h, false); err != nil {
+				return err
+			}
 		}
 	}
-	if !keyless || (same != nil && same.up.Load()) {
+	if !login.keyless || (same != nil && same.up.Load()) {
 		return nil // a member, or a client reconnecting
 	}
-	clients := 0
+	clients := 0 // other than a live one under this name, which a restart ends
 	for _, p := range n.byID {
-		if id := p.ident.Load(); p.up.Load() && id != nil && id.keyless && id.user == st.PeerUser {
+		if id := p.ident.Load(); p.up.Load() && p.name != name && id != nil && id.keyless && id.user == user {
 			clients++
 		}
 	}
 	for cname, c := range n.claims {
-		if cname != name && c.keyless && c.user == st.PeerUser && now.Sub(c.at) < claimTTL {
+		if cname != name && c.keyless && c.user == user && now.Sub(c.at) < claimTTL {
 			clients++
 		}
 	}
 	if clients >= n.cfg.MaxClientsPerUser {
-		return fmt.Errorf("user %s already has %d clients here (Config.MaxClientsPerUser)", st.PeerUser, clients)
+		return fmt.Errorf("user %s already has %d clients here (Config.MaxClientsPerUser)", user, clients)
 	}
 	return nil
 }
@@ -119,7 +154,8 @@ func (n *Node) holdClaim(st auth.ConnectionState) {
 		}
 	}
 	if name, _, ok := splitID(st.PeerName); ok {
-		n.claims[name] = claim{id: st.PeerName, user: st.PeerUser, keyless: st.Mechanism == auth.MechanismUser, at: now}
+		login := n.loggedIn(st)
+		n.claims[name] = claim{id: st.PeerName, user: st.PeerUser, keyless: login.keyless, member: login.memberLike(), at: now}
 	}
 }
 

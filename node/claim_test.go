@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -352,5 +353,212 @@ func TestEventsMarkClients(t *testing.T) {
 		case <-ctx.Done():
 			t.Fatalf("no joined event for %v", want)
 		}
+	}
+}
+
+// A monitor that holds the cluster key presents the ID of a member n0 has
+// not heard of yet. When gossip brings the member, its login binds nothing
+// (refuseAsMember): the member's own login still gets in, and n0 links to
+// it.
+func TestKeyedNonMemberCopyOfMemberID(t *testing.T) {
+	n0, n1 := unmetPair(t)
+	if _, err := dialAs(t, n0, n1.ID(), "mon", n0.cfg.Key); err != nil {
+		t.Fatalf("keyed mon presenting %s before gossip: %v", n1.ID(), err)
+	}
+	waitFor(t, "n0 to adopt the monitor's link", 5*time.Second, func() bool {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		p := n0.byID[n1.ID()]
+		return p != nil && p.owner() == "mon"
+	})
+	ctx := testCtx(t, 30*time.Second)
+	if _, err := n1.disco.join(ctx, []string{n0.GossipAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	err0 := n0.WaitPeer(wctx, "n1")
+	// What the member itself hears when it logs in to n0 now.
+	_, err1 := dialAs(t, n0, n1.ID(), "w1", n0.cfg.Key)
+	if err0 != nil || err1 != nil {
+		t.Fatalf("member n1 after a keyed monitor copied its ID: n0.WaitPeer(n1): %v; n1's own login to n0: %v", err0, err1)
+	}
+}
+
+// A keyless login that passed its check in the handshake but never came to
+// be adopted (its connection reset after ClientFinished) leaves a claim on a
+// name. The claim binds that name as a live client of the user would, so
+// a member that then starts under it still joins.
+func TestAbandonedClaimDoesNotBlockMember(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"mon": testCredential(t, "mon", auth.RoleMonitor),
+	}
+	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := func(name, user string) Config {
+		c := testConfig(name)
+		c.Users, c.Require = users, auth.RequireUser
+		c.User, c.Password = user, auth.Password("pw-"+user)
+		return c
+	}
+	n0 := startNode(t, member("n0", "w0"))
+	n0.claimMu.Lock()
+	n0.holdClaim(auth.ConnectionState{PeerName: freshID("a1"), PeerUser: "mon", PeerRoles: []string{auth.RoleMonitor}, Mechanism: auth.MechanismUser})
+	n0.claimMu.Unlock()
+	cfg := member("a1", "w1") // sorts below n0: it dials first
+	cfg.Join = []string{n0.GossipAddr()}
+	ctx := testCtx(t, 20*time.Second)
+	a1 := startNode(t, cfg)
+	if err := a1.WaitPeer(ctx, "n0"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// While a client is away, its name stays with its user: another user's
+// client cannot squat it, and the client comes back under its ID or a new
+// one.
+func TestClientNameKeptWhileAway(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"cli": testCredential(t, "cli", auth.RoleClient), "mon": testCredential(t, "mon", auth.RoleMonitor),
+	}
+	n0 := usersCluster(t, creds, auth.RequireUser)[0]
+	id := freshID("laptop")
+	l, err := dialAs(t, n0, id, "cli", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := func() *peer {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		return n0.byID[id]
+	}
+	waitFor(t, "the client's peer", 5*time.Second, func() bool { p := peer(); return p != nil && p.owner() == "cli" })
+	l.Close()
+	waitFor(t, "the client's peer to fail", linkOnlyGrace+5*time.Second, func() bool { return !peer().up.Load() })
+	if _, err := dialAs(t, n0, freshID("laptop"), "mon", nil); !errors.Is(err, auth.ErrNotAllowed) {
+		t.Fatalf("mon taking the away client's name: %v, want auth.ErrNotAllowed", err)
+	}
+	if _, err := dialAs(t, n0, id, "cli", nil); err != nil {
+		t.Fatalf("the client back under its ID: %v", err)
+	}
+	if _, err := dialAs(t, n0, freshID("laptop"), "cli", nil); err != nil {
+		t.Fatalf("the client restarted: %v", err)
+	}
+}
+
+// When gossip replaces a keyless impostor whose one-way messages are still
+// parked for a full inbox, the impostor's admitter stops with its inbox
+// instead of waiting for room until Close.
+func TestForgottenPeerReleasesItsAdmitter(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"cli": testCredential(t, "cli", auth.RoleClient),
+	}
+	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	member := func(name, user string) Config {
+		c := testConfig(name)
+		c.Users, c.Require = users, auth.RequireUser
+		c.User, c.Password = user, auth.Password("pw-"+user)
+		c.InboxBytes = 16 << 10
+		return c
+	}
+	n0, n1 := startNode(t, member("n0", "w0")), startNode(t, member("n1", "w1"))
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) })
+	if _, err := HandleFunc(n0, "jobs", func(ctx context.Context, m *Msg, s string) (string, error) {
+		<-release
+		return "", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, 30*time.Second)
+	imp, err := dialAs(t, n0, n1.ID(), "cli", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hi := codec.Envelope{Kind: codec.KindControl, Topic: []byte(ctlHello), Body: marshalControl(&hello{Epoch: 42, FirstSeq: 1})}
+	if err := imp.Send(ctx, codec.AppendEnvelope(nil, &hi)); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // drain what n0 sends
+		for {
+			if _, err := imp.Recv(context.Background()); err != nil {
+				return
+			}
+		}
+	}()
+	body, _ := codec.Msgpack.Marshal(strings.Repeat("x", 4000))
+	const msgs = 64 // 256 KB: 16 KB fit the inbox, the rest is parked
+	for seq := uint64(1); seq <= msgs; seq++ {
+		e := codec.Envelope{Kind: codec.KindData, Seq: seq, Topic: []byte("jobs"), Body: body}
+		if err := imp.Send(ctx, codec.AppendEnvelope(nil, &e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var p *peer
+	waitFor(t, "the impostor's work to be parked", 10*time.Second, func() bool {
+		n0.mu.Lock()
+		p = n0.byID[n1.ID()]
+		n0.mu.Unlock()
+		if p == nil {
+			return false
+		}
+		p.inMu.Lock()
+		defer p.inMu.Unlock()
+		return p.recvSeq.Load() == msgs && p.admitting && p.parkedBytes > 0
+	})
+	if _, err := n1.disco.join(ctx, []string{n0.GossipAddr()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "gossip to replace the impostor", 10*time.Second, func() bool {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		q := n0.byID[n1.ID()]
+		return q != nil && q != p
+	})
+	releaseOnce.Do(func() { close(release) })
+	waitFor(t, "the replaced impostor's admitter to stop", 5*time.Second, func() bool {
+		p.inMu.Lock()
+		defer p.inMu.Unlock()
+		return !p.admitting
+	})
+}
+
+// A client restarting under the same name and user while its old
+// incarnation still looks alive is not refused at MaxClientsPerUser: the
+// restart ends the old one.
+func TestClientRestartAtLimit(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"cli": testCredential(t, "cli", auth.RoleClient),
+	}
+	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n0 := startCluster(t, 2, func(i int, c *Config) {
+		c.Users, c.Require, c.MaxClientsPerUser = users, auth.RequireUser, 1
+		c.User = []string{"w0", "w1"}[i]
+		c.Password = auth.Password("pw-" + c.User)
+	})[0]
+	old := freshID("laptop")
+	if _, err := dialAs(t, n0, old, "cli", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the client's peer", 5*time.Second, func() bool {
+		n0.mu.Lock()
+		defer n0.mu.Unlock()
+		return n0.byID[old] != nil
+	})
+	if _, err := dialAs(t, n0, freshID("laptop"), "cli", nil); err != nil {
+		t.Fatalf("client laptop restarting (user cli, MaxClientsPerUser 1): %v", err)
 	}
 }

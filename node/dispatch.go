@@ -43,7 +43,7 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int, st *readState) err
 			st.hold(p, e.Seq, m)
 			return nil
 		}
-		return p.inbox.put(n.ctx, nil, m)
+		return p.inbox.put(n.ctx, p.inbox.gone, m)
 	case codec.KindRequest:
 		if string(e.Topic) != StatusTopic && !ident.maySend(string(e.Topic)) {
 			return n.forbidden(st, p, ident, e.ID, string(e.Topic), "send requests to topic "+string(e.Topic))

@@ -17,6 +17,8 @@ type inbox struct {
 	sleeping bool          // the consumer waits on wake; guarded by mu
 	wake     chan struct{} // the consumer's doorbell, rung only when it sleeps
 	room     chan struct{} // producers' doorbell
+	gone     chan struct{} // closed when the consumer stops for good (forget)
+	goneOnce sync.Once
 }
 
 // inMsg is one received one-way message and what delivering it needs.
@@ -29,8 +31,11 @@ type inMsg struct {
 }
 
 func newInbox(max int) *inbox {
-	return &inbox{max: max, wake: make(chan struct{}, 1), room: make(chan struct{}, 1)}
+	return &inbox{max: max, wake: make(chan struct{}, 1), room: make(chan struct{}, 1), gone: make(chan struct{})}
 }
+
+// forget tells producers still waiting for room that none will come.
+func (b *inbox) forget() { b.goneOnce.Do(func() { close(b.gone) }) }
 
 // put appends m, waiting while the inbox is over its bound (a message
 // larger than the bound is still accepted into an empty inbox) until ctx

@@ -388,7 +388,7 @@ func (n *Node) peerUp(id, name, boot string, addr netip.AddrPort, tags map[strin
 		n.byID[id] = p
 		n.wg.Add(1)
 		ctx, stop := context.WithCancel(n.ctx)
-		p.stopInbox = stop
+		p.stopInbox = func() { stop(); p.inbox.forget() }
 		go func() { defer n.wg.Done(); p.inbox.run(ctx, n.deliver) }()
 	}
 	p.mu.Lock()
@@ -576,7 +576,7 @@ func (p *peer) member() Member {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := Member{Name: p.name, ID: p.id, Tags: p.tags}
-	if id := p.ident.Load(); id != nil && (id.keyless || !id.mayServe("")) {
+	if id := p.ident.Load(); id != nil && !id.memberLike() {
 		m.Client = true
 	}
 	if p.addr.IsValid() {

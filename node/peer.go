@@ -38,7 +38,7 @@ type peer struct {
 	n              *Node
 	id, name, boot string
 	inbox          *inbox
-	stopInbox      context.CancelFunc // ends inbox.run once the node forgets the peer
+	stopInbox      func() // ends inbox.run, and waits for its room, once the node forgets the peer
 
 	// spare holds buffers of acknowledged frames for reuse (guarded by
 	// p.mu), taken only under sendMu: a resend, which also holds sendMu,
