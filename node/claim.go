@@ -174,7 +174,7 @@ func (n *Node) dropClaim(st auth.ConnectionState) {
 func (n *Node) replaceImpostor(id string) {
 	n.mu.Lock()
 	p := n.byID[id]
-	ident := (*identity)(nil)
+	var ident *identity
 	if p != nil {
 		ident = p.ident.Load()
 	}
