@@ -57,9 +57,14 @@ type holder struct {
 func holderOf(p *peer) holder {
 	id := p.ident.Load()
 	if id == nil || (p.inGossip.Load() && !id.memberLike()) {
-		// A member by the key alone; or gossip reports a member whose
-		// login could not be one (refuseAsMember): that login binds nothing.
-		return holder{member: true}
+		// A member by the key alone, bound to the user it announced when
+		// we dialled it, if any; or gossip reports a member whose login
+		// could not be one (refuseAsMember): that login binds nothing.
+		h := holder{member: true}
+		if u := p.announced.Load(); u != nil {
+			h.user = *u
+		}
+		return h
 	}
 	return holder{user: id.user, member: id.memberLike()}
 }

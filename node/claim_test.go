@@ -562,3 +562,43 @@ func TestClientRestartAtLimit(t *testing.T) {
 		t.Fatalf("client laptop restarting (user cli, MaxClientsPerUser 1): %v", err)
 	}
 }
+
+// Only the dialler of a link logs in, so at the node that dialled a member
+// the member is bound to no login. It announces its user (iam) on that
+// link, and a key holder logging in as another user with a serving role can
+// then take neither the member's ID nor its name there.
+func TestMemberBoundWhereItNeverLoggedIn(t *testing.T) {
+	creds := auth.CredentialMap{
+		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
+		"wk": testCredential(t, "wk", auth.RoleWorker),
+	}
+	nodes := usersCluster(t, creds, auth.RequireUser)
+	n0, n1 := nodes[0], nodes[1]
+	ctx := testCtx(t, 20*time.Second)
+	if err := n0.WaitPeer(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	// The side that dialled: there the other member did not log in.
+	target, victim := n0, n1
+	n0.mu.Lock()
+	if n0.byID[n1.ID()].ident.Load() != nil {
+		target, victim = n1, n0
+	}
+	n0.mu.Unlock()
+	known := func() bool {
+		target.mu.Lock()
+		defer target.mu.Unlock()
+		return holderOf(target.byID[victim.ID()]).user != ""
+	}
+	for deadline := time.Now().Add(5 * time.Second); !known() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond) // the iam follows the link's hello; try regardless after 5 s
+	}
+	for _, id := range []string{victim.ID(), freshID(victim.Name())} {
+		if _, err := dialAs(t, target, id, "wk", target.cfg.Key); !errors.Is(err, auth.ErrNotAllowed) {
+			t.Fatalf("keyed worker wk presenting %s at %s: %v, want auth.ErrNotAllowed", id, target.Name(), err)
+		}
+	}
+	if _, err := Call[Status](ctx, target, victim.Name(), StatusTopic, nil); err != nil {
+		t.Fatalf("%s -> %s after the attempts: %v", target.Name(), victim.Name(), err)
+	}
+}

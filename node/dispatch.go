@@ -73,6 +73,17 @@ func (n *Node) dispatch(p *peer, e *codec.Envelope, size int, st *readState) err
 			if len(n.cfg.Connect) > 0 {
 				n.selfIdentity.Store(&identity{user: w.User, roles: w.Roles, topics: w.Topics})
 			}
+		case ctlIam:
+			var m iam
+			if err := codec.Msgpack.Unmarshal(e.Body, &m); err != nil {
+				return n.protocolError(p, fmt.Errorf("iam: %w", err))
+			}
+			if err := auth.CheckUserName(m.User); err != nil {
+				return n.protocolError(p, fmt.Errorf("iam: %w", err))
+			}
+			if p.ident.Load() == nil {
+				p.announced.CompareAndSwap(nil, &m.User) // the first word binds: an ID keeps its user
+			}
 		case ctlLeave:
 			// Handled by the link's reader, which acknowledges it first.
 		case ctlResync:

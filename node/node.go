@@ -302,7 +302,15 @@ func (n *Node) adopt(st auth.ConnectionState) *peer {
 	}
 	name, boot, _ := splitID(st.PeerName)
 	p := n.peerUp(st.PeerName, name, boot, netip.AddrPort{}, nil, false, ident)
-	if p == nil || ident == nil {
+	if p == nil {
+		return nil
+	}
+	if n.cfg.User != "" && len(n.cfg.Connect) == 0 {
+		// Only the dialler logs in: tell it which user we are, so that
+		// no other user can take our place there (claim.go).
+		p.sendControl(ctlIam, marshalControl(&iam{User: n.cfg.User}))
+	}
+	if ident == nil {
 		return p
 	}
 	// A new peer holds ident already; either way the peer hears who it is.

@@ -101,8 +101,12 @@ type peer struct {
 	// ident is the user the peer logged in as on a link it dialled to us,
 	// which bounds what it may do here; nil: it proved the cluster key
 	// only, a full member. inGossip says gossip knows it.
-	ident    atomic.Pointer[identity]
-	inGossip atomic.Bool
+	ident atomic.Pointer[identity]
+	// announced is the user a member that we dialled says it logs in as
+	// (iam). It grants nothing; it binds the member's ID and name against
+	// other users' logins here (claim.go), as a login to us would.
+	announced atomic.Pointer[string]
+	inGossip  atomic.Bool
 
 	// gossipDead: gossip declared the peer dead while its link was
 	// healthy; the peer fails as soon as that link is lost.

@@ -32,6 +32,7 @@ const (
 	ctlInterest = "interest"
 	ctlResync   = "resync" // asks for an interest snapshot
 	ctlWhoami   = "whoami" // tells a peer the user and roles it logged in as
+	ctlIam      = "iam"    // tells the dialer of a link which user the acceptor logs in as
 )
 
 // whoami is the body of ctlWhoami.
@@ -41,6 +42,13 @@ type whoami struct {
 	User     string
 	Roles    []string
 	Topics   auth.TopicRules
+}
+
+// iam is the body of ctlIam.
+type iam struct {
+	//lint:ignore U1000 msgpack reads the tag: encode as an array
+	_msgpack struct{} `msgpack:",as_array"`
+	User     string
 }
 
 // hello is the first envelope on every link, in both directions. It
