@@ -215,6 +215,19 @@ func fakePeer(t *testing.T, victim *Node) *peer {
 	return p
 }
 
+// sendEchoRequests sends count requests for topic echo with ~1 KB bodies
+// on tl, sequenced from 1, as a hostile peer that never reads would.
+func sendEchoRequests(t *testing.T, ctx context.Context, tl *transport.Link, count uint64) {
+	t.Helper()
+	body, _ := codec.Msgpack.Marshal(strings.Repeat("x", 1000))
+	for seq := uint64(1); seq <= count; seq++ {
+		e := codec.Envelope{Kind: codec.KindRequest, Seq: seq, ID: seq, Topic: []byte("echo"), Body: body}
+		if err := tl.Send(ctx, codec.AppendEnvelope(nil, &e)); err != nil {
+			t.Fatalf("request %d: %v", seq, err)
+		}
+	}
+}
+
 // TestHostileNoAcks: a key holder that sends requests and never
 // acknowledges the replies holds up its own requests only. It used to take
 // every request worker of the victim (each waiting for room in its queue),
@@ -226,16 +239,10 @@ func TestHostileNoAcks(t *testing.T) {
 	waitFor(t, "echo known", 5*time.Second, func() bool { return len(friend.Servers("echo")) == 1 })
 	ctx := testCtx(t, 60*time.Second)
 	tl := dialAsFake(t, ctx, victim, true)
-	body, _ := codec.Msgpack.Marshal(strings.Repeat("x", 1000))
 	// 4 MiB of ~1 KB replies fill the victim's queue for it; the rest
 	// are more than its request workers.
 	const requests = 8000
-	for seq := uint64(1); seq <= requests; seq++ {
-		e := codec.Envelope{Kind: codec.KindRequest, Seq: seq, ID: seq, Topic: []byte("echo"), Body: body}
-		if err := tl.Send(ctx, codec.AppendEnvelope(nil, &e)); err != nil {
-			t.Fatalf("request %d: %v", seq, err)
-		}
-	}
+	sendEchoRequests(t, ctx, tl, requests)
 	p := fakePeer(t, victim)
 	waitFor(t, "the fake peer's queue to fill and its requests to wait", 30*time.Second, func() bool {
 		p.inMu.Lock()
@@ -361,14 +368,8 @@ func TestSilentPeerWithWaitingRequests(t *testing.T) {
 	HandleFunc(victim, "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
 	ctx := testCtx(t, 60*time.Second)
 	tl := dialAsFake(t, ctx, victim, true)
-	body, _ := codec.Msgpack.Marshal(strings.Repeat("x", 1000))
 	const requests = 8000
-	for seq := uint64(1); seq <= requests; seq++ {
-		e := codec.Envelope{Kind: codec.KindRequest, Seq: seq, ID: seq, Topic: []byte("echo"), Body: body}
-		if err := tl.Send(ctx, codec.AppendEnvelope(nil, &e)); err != nil {
-			t.Fatalf("request %d: %v", seq, err)
-		}
-	}
+	sendEchoRequests(t, ctx, tl, requests)
 	p := fakePeer(t, victim)
 	waitFor(t, "the fake peer's requests to wait for room", 30*time.Second, func() bool {
 		p.inMu.Lock()

@@ -187,15 +187,10 @@ func (n *Node) replaceImpostor(id string) {
 		n.mu.Unlock()
 		return
 	}
-	delete(n.byID, id)
-	if n.byName[p.name] == p {
-		delete(n.byName, p.name)
-		n.publishNames()
-	}
+	n.forgetLocked(p)
 	n.mu.Unlock()
 	n.log.Warn("a login without the cluster key held a gossip member's ID: ending it", "peer", id, "user", ident.user)
 	n.peerDown(p, stateFailed, fmt.Errorf("%w: %s presented the ID of a cluster member", ErrForbidden, ident), "it presented a member's ID without the cluster key")
-	p.stopInbox()
 }
 
 // owner is the user the peer logged in as, for good: its first login binds

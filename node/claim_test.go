@@ -85,10 +85,7 @@ func TestLoginCannotTakeAnotherUsersID(t *testing.T) {
 // serve) may not present a member's name: n0 would take it for a restart of
 // that member and end it.
 func TestNonMemberLoginCannotTakeMemberName(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"mon": testCredential(t, "mon", auth.RoleMonitor), "wk": testCredential(t, "wk", auth.RoleWorker),
-	}
+	creds := memberCreds(t, map[string]string{"mon": auth.RoleMonitor, "wk": auth.RoleWorker})
 	nodes := usersCluster(t, creds, auth.RequireUser)
 	n0, n1 := nodes[0], nodes[1]
 	HandleFunc(n1, "echo", func(ctx context.Context, m *Msg, s string) (string, error) { return s, nil })
@@ -123,20 +120,9 @@ func TestNonMemberLoginCannotTakeMemberName(t *testing.T) {
 // One user's password-only links make at most MaxClientsPerUser peers; other
 // users still get in.
 func TestClientsPerUserBounded(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"mon": testCredential(t, "mon", auth.RoleMonitor), "cli": testCredential(t, "cli", auth.RoleClient),
-	}
-	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := memberCreds(t, map[string]string{"mon": auth.RoleMonitor, "cli": auth.RoleClient})
 	const max = 8
-	nodes := startCluster(t, 2, func(i int, c *Config) {
-		c.Users, c.Require, c.MaxClientsPerUser = users, auth.RequireUser, max
-		c.User = []string{"w0", "w1"}[i]
-		c.Password = auth.Password("pw-" + c.User)
-	})
+	nodes := usersClusterWith(t, creds, auth.RequireUser, func(c *Config) { c.MaxClientsPerUser = max })
 	n0 := nodes[0]
 	for i := range max {
 		if _, err := dialAs(t, n0, freshID(fmt.Sprintf("ghost%d", i)), "mon", nil); err != nil {
@@ -162,18 +148,11 @@ func TestClientsPerUserBounded(t *testing.T) {
 // seed, or two halves of a cluster are about to merge.
 func unmetPair(t *testing.T) (n0, n1 *Node) {
 	t.Helper()
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"wk": testCredential(t, "wk", auth.RoleWorker), "mon": testCredential(t, "mon", auth.RoleMonitor),
-	}
-	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := memberCreds(t, map[string]string{"wk": auth.RoleWorker, "mon": auth.RoleMonitor})
+	users := scramUsers(t, creds)
 	member := func(name, user string) Config {
 		c := testConfig(name)
-		c.Users, c.Require = users, auth.RequireUser
-		c.User, c.Password = user, auth.Password("pw-"+user)
+		logInAs(&c, users, user, auth.RequireUser)
 		return c
 	}
 	return startNode(t, member("n0", "w0")), startNode(t, member("n1", "w1"))
@@ -238,13 +217,11 @@ func TestKeylessClaimOfAnUnknownMemberID(t *testing.T) {
 	}
 }
 
-// An ID stays with its user after its peer fails: another user cannot
-// revive a client's session, and the client itself can.
-func TestClaimOfAFailedClientsID(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"cli": testCredential(t, "cli", auth.RoleClient), "jobcli": testCredential(t, "jobcli", auth.RoleClient),
-	}
+// While a client is away (its peer failed, and is remembered), its ID and
+// its name stay with its user: another user cannot revive its session or
+// squat its name, and the client comes back under its ID or a new one.
+func TestAwayClientKeepsItsIDAndName(t *testing.T) {
+	creds := memberCreds(t, map[string]string{"cli": auth.RoleClient, "jobcli": auth.RoleClient, "mon": auth.RoleMonitor})
 	n0 := usersCluster(t, creds, auth.RequireUser)[0]
 	id := freshID("laptop")
 	l, err := dialAs(t, n0, id, "cli", nil)
@@ -260,29 +237,24 @@ func TestClaimOfAFailedClientsID(t *testing.T) {
 	l.Close() // and it does not come back within linkOnlyGrace
 	waitFor(t, "the client's peer to fail", linkOnlyGrace+5*time.Second, func() bool { return !peer().up.Load() })
 	if _, err := dialAs(t, n0, id, "jobcli", nil); !errors.Is(err, auth.ErrNotAllowed) {
-		t.Fatalf("another user reviving the failed client %s: %v, want auth.ErrNotAllowed", id, err)
+		t.Fatalf("another user reviving the away client %s: %v, want auth.ErrNotAllowed", id, err)
+	}
+	if _, err := dialAs(t, n0, freshID("laptop"), "mon", nil); !errors.Is(err, auth.ErrNotAllowed) {
+		t.Fatalf("another user taking the away client's name: %v, want auth.ErrNotAllowed", err)
 	}
 	if _, err := dialAs(t, n0, id, "cli", nil); err != nil {
-		t.Fatalf("the client itself, back under its ID: %v", err)
+		t.Fatalf("the client back under its ID: %v", err)
+	}
+	if _, err := dialAs(t, n0, freshID("laptop"), "cli", nil); err != nil {
+		t.Fatalf("the client restarted: %v", err)
 	}
 }
 
 // Reviving failed peers counts against MaxClientsPerUser like new ones.
 func TestClientsPerUserCountsRevivals(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"mon": testCredential(t, "mon", auth.RoleMonitor),
-	}
-	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := memberCreds(t, map[string]string{"mon": auth.RoleMonitor})
 	const max = 2
-	n0 := startCluster(t, 2, func(i int, c *Config) {
-		c.Users, c.Require, c.MaxClientsPerUser = users, auth.RequireUser, max
-		c.User = []string{"w0", "w1"}[i]
-		c.Password = auth.Password("pw-" + c.User)
-	})[0]
+	n0 := usersClusterWith(t, creds, auth.RequireUser, func(c *Config) { c.MaxClientsPerUser = max })[0]
 	live := func() int {
 		n0.mu.Lock()
 		defer n0.mu.Unlock()
@@ -297,12 +269,10 @@ func TestClientsPerUserCountsRevivals(t *testing.T) {
 	var first []string
 	for i := range max {
 		id := freshID(fmt.Sprintf("old%d", i))
-		l, err := dialAs(t, n0, id, "mon", nil)
-		if err != nil {
+		if _, err := dialAs(t, n0, id, "mon", nil); err != nil { // closed by dialAs at the end
 			t.Fatal(err)
 		}
 		first = append(first, id)
-		defer l.Close()
 	}
 	waitFor(t, "the first clients", 5*time.Second, func() bool { return live() == max })
 	for _, id := range first {
@@ -330,10 +300,7 @@ func TestClientsPerUserCountsRevivals(t *testing.T) {
 // Events tell clients from members: a status poller or a laptop that dials
 // in comes and goes without being taken for a member.
 func TestEventsMarkClients(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"cli": testCredential(t, "cli", auth.RoleClient), "mon": testCredential(t, "mon", auth.RoleMonitor),
-	}
+	creds := memberCreds(t, map[string]string{"cli": auth.RoleClient, "mon": auth.RoleMonitor})
 	n0 := usersCluster(t, creds, auth.RequireUser)[0]
 	keyless := clientConfig(n0, "laptop", "cli")
 	keyless.Key = nil
@@ -390,18 +357,11 @@ func TestKeyedNonMemberCopyOfMemberID(t *testing.T) {
 // name. The claim binds that name as a live client of the user would, so
 // a member that then starts under it still joins.
 func TestAbandonedClaimDoesNotBlockMember(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"mon": testCredential(t, "mon", auth.RoleMonitor),
-	}
-	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := memberCreds(t, map[string]string{"mon": auth.RoleMonitor})
+	users := scramUsers(t, creds)
 	member := func(name, user string) Config {
 		c := testConfig(name)
-		c.Users, c.Require = users, auth.RequireUser
-		c.User, c.Password = user, auth.Password("pw-"+user)
+		logInAs(&c, users, user, auth.RequireUser)
 		return c
 	}
 	n0 := startNode(t, member("n0", "w0"))
@@ -417,55 +377,15 @@ func TestAbandonedClaimDoesNotBlockMember(t *testing.T) {
 	}
 }
 
-// While a client is away, its name stays with its user: another user's
-// client cannot squat it, and the client comes back under its ID or a new
-// one.
-func TestClientNameKeptWhileAway(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"cli": testCredential(t, "cli", auth.RoleClient), "mon": testCredential(t, "mon", auth.RoleMonitor),
-	}
-	n0 := usersCluster(t, creds, auth.RequireUser)[0]
-	id := freshID("laptop")
-	l, err := dialAs(t, n0, id, "cli", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	peer := func() *peer {
-		n0.mu.Lock()
-		defer n0.mu.Unlock()
-		return n0.byID[id]
-	}
-	waitFor(t, "the client's peer", 5*time.Second, func() bool { p := peer(); return p != nil && p.owner() == "cli" })
-	l.Close()
-	waitFor(t, "the client's peer to fail", linkOnlyGrace+5*time.Second, func() bool { return !peer().up.Load() })
-	if _, err := dialAs(t, n0, freshID("laptop"), "mon", nil); !errors.Is(err, auth.ErrNotAllowed) {
-		t.Fatalf("mon taking the away client's name: %v, want auth.ErrNotAllowed", err)
-	}
-	if _, err := dialAs(t, n0, id, "cli", nil); err != nil {
-		t.Fatalf("the client back under its ID: %v", err)
-	}
-	if _, err := dialAs(t, n0, freshID("laptop"), "cli", nil); err != nil {
-		t.Fatalf("the client restarted: %v", err)
-	}
-}
-
 // When gossip replaces a keyless impostor whose one-way messages are still
 // parked for a full inbox, the impostor's admitter stops with its inbox
 // instead of waiting for room until Close.
 func TestForgottenPeerReleasesItsAdmitter(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"cli": testCredential(t, "cli", auth.RoleClient),
-	}
-	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	creds := memberCreds(t, map[string]string{"cli": auth.RoleClient})
+	users := scramUsers(t, creds)
 	member := func(name, user string) Config {
 		c := testConfig(name)
-		c.Users, c.Require = users, auth.RequireUser
-		c.User, c.Password = user, auth.Password("pw-"+user)
+		logInAs(&c, users, user, auth.RequireUser)
 		c.InboxBytes = 16 << 10
 		return c
 	}
@@ -536,19 +456,8 @@ func TestForgottenPeerReleasesItsAdmitter(t *testing.T) {
 // incarnation still looks alive is not refused at MaxClientsPerUser: the
 // restart ends the old one.
 func TestClientRestartAtLimit(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"cli": testCredential(t, "cli", auth.RoleClient),
-	}
-	users, err := auth.NewSCRAMServer(creds, auth.SCRAMServerOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n0 := startCluster(t, 2, func(i int, c *Config) {
-		c.Users, c.Require, c.MaxClientsPerUser = users, auth.RequireUser, 1
-		c.User = []string{"w0", "w1"}[i]
-		c.Password = auth.Password("pw-" + c.User)
-	})[0]
+	creds := memberCreds(t, map[string]string{"cli": auth.RoleClient})
+	n0 := usersClusterWith(t, creds, auth.RequireUser, func(c *Config) { c.MaxClientsPerUser = 1 })[0]
 	old := freshID("laptop")
 	if _, err := dialAs(t, n0, old, "cli", nil); err != nil {
 		t.Fatal(err)
@@ -568,10 +477,7 @@ func TestClientRestartAtLimit(t *testing.T) {
 // link, and a key holder logging in as another user with a serving role can
 // then take neither the member's ID nor its name there.
 func TestMemberBoundWhereItNeverLoggedIn(t *testing.T) {
-	creds := auth.CredentialMap{
-		"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker),
-		"wk": testCredential(t, "wk", auth.RoleWorker),
-	}
+	creds := memberCreds(t, map[string]string{"wk": auth.RoleWorker})
 	nodes := usersCluster(t, creds, auth.RequireUser)
 	n0, n1 := nodes[0], nodes[1]
 	ctx := testCtx(t, 20*time.Second)

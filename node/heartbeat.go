@@ -26,17 +26,12 @@ func (n *Node) heartbeat() {
 		now := time.Now()
 		n.mu.Lock()
 		peers := make([]*peer, 0, len(n.byID))
-		for id, p := range n.byID {
+		for _, p := range n.byID {
 			p.mu.Lock()
 			expired := p.state != stateAlive && now.Sub(p.gone) > tombstoneTTL
 			p.mu.Unlock()
 			if expired {
-				delete(n.byID, id)
-				if n.byName[p.name] == p {
-					delete(n.byName, p.name)
-					n.publishNames()
-				}
-				p.stopInbox()
+				n.forgetLocked(p)
 				continue
 			}
 			peers = append(peers, p)

@@ -320,6 +320,17 @@ func (n *Node) adopt(st auth.ConnectionState) *peer {
 	return p
 }
 
+// forgetLocked drops p from the node's tables and stops its inbox: a
+// tombstone that expired, or an impostor replaced. Callers hold n.mu.
+func (n *Node) forgetLocked(p *peer) {
+	delete(n.byID, p.id)
+	if n.byName[p.name] == p {
+		delete(n.byName, p.name)
+		n.publishNames()
+	}
+	p.stopInbox()
+}
+
 // splitID splits a member ID into its stable name and boot id.
 func splitID(id string) (name, boot string, ok bool) {
 	name, boot, ok = strings.Cut(id, "#")

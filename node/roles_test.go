@@ -33,15 +33,48 @@ func userCluster(t *testing.T) []*Node {
 // "pw-" + name), checking logins against lookup as require says.
 func usersCluster(t *testing.T, lookup auth.CredentialLookup, require auth.Require) []*Node {
 	t.Helper()
+	return usersClusterWith(t, lookup, require, nil)
+}
+
+// usersClusterWith is usersCluster with mod, if not nil, adjusting each
+// member's config.
+func usersClusterWith(t *testing.T, lookup auth.CredentialLookup, require auth.Require, mod func(*Config)) []*Node {
+	t.Helper()
+	users := scramUsers(t, lookup)
+	return startCluster(t, 2, func(i int, c *Config) {
+		logInAs(c, users, []string{"w0", "w1"}[i], require)
+		if mod != nil {
+			mod(c)
+		}
+	})
+}
+
+// scramUsers is a SCRAM server over lookup.
+func scramUsers(t *testing.T, lookup auth.CredentialLookup) *auth.SCRAMServer {
+	t.Helper()
 	users, err := auth.NewSCRAMServer(lookup, auth.SCRAMServerOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return startCluster(t, 2, func(i int, c *Config) {
-		c.Users, c.Require = users, require
-		c.User = []string{"w0", "w1"}[i]
-		c.Password = auth.Password("pw-" + c.User)
-	})
+	return users
+}
+
+// logInAs makes c a member that checks logins against users as require
+// says and logs in as user (password "pw-" + user).
+func logInAs(c *Config, users *auth.SCRAMServer, user string, require auth.Require) {
+	c.Users, c.Require = users, require
+	c.User, c.Password = user, auth.Password("pw-"+user)
+}
+
+// memberCreds holds members w0 and w1 (role worker) and each of users,
+// with the role given.
+func memberCreds(t *testing.T, users map[string]string) auth.CredentialMap {
+	t.Helper()
+	creds := auth.CredentialMap{"w0": testCredential(t, "w0", auth.RoleWorker), "w1": testCredential(t, "w1", auth.RoleWorker)}
+	for name, role := range users {
+		creds[name] = testCredential(t, name, role)
+	}
+	return creds
 }
 
 // testCredential is user name's credential for password "pw-"+name, with
